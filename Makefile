@@ -1,0 +1,56 @@
+# Every target bootstraps its own virtualenv: a fresh machine needs only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+.PHONY: serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean
+
+$(STAMP): protocol/pyproject.toml server/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ./protocol -e ./clients/python -e ./server -r requirements-dev.txt
+	touch $(STAMP)
+
+serve: $(STAMP)  ## Start the server on the embedded SQLite default.
+	$(BIN)/rapport serve --host $(HOST) --port $(PORT)
+
+test: check test-sqlite test-postgres  ## Lint, types, and every test leg (SQLite and PostgreSQL).
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy protocol/rapport_protocol server/rapport_server clients/python/rapport_client
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-sqlite: $(STAMP)
+	RAPPORT_TEST_DB=sqlite $(BIN)/pytest
+
+test-postgres: $(STAMP)
+	@if $(BIN)/python scripts/pg_reachable.py "$(PG_URL)"; then \
+		RAPPORT_TEST_DB=postgres RAPPORT_TEST_PG_URL="$(PG_URL)" $(BIN)/pytest; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "PostgreSQL at $(PG_URL) is not reachable and CI=true: failing." >&2; exit 1; \
+	else \
+		echo "PostgreSQL at $(PG_URL) is not reachable: skipping the PostgreSQL leg (it is required under CI=true)."; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/rapport demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
