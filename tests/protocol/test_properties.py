@@ -74,7 +74,8 @@ events = st.lists(
         st.tuples(st.just("sever")),
         st.tuples(st.just("ask")),
     ),
-    max_size=40,
+    min_size=8,
+    max_size=60,
 )
 
 
@@ -94,7 +95,7 @@ def check_invariants(state: ConnectionState, now: int) -> None:
     assert state.heads[0].seq >= 0 and state.heads[1].seq >= 1
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(events)
 def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tuple]) -> None:  # type: ignore[type-arg]
     conn: Conn = connect(business_grants=[])
