@@ -4,9 +4,13 @@ Headers follow DIDComm v2 plaintext messages (``id``, ``type``, ``from``, ``to``
 ``created_time``, ``expires_time``, ``body``), plus ``cid`` (connection id), a per-sender
 hash chain (``seq``, ``prev``) and an Ed25519 ``proof``.
 
-Signing input: the RFC 8785 canonical bytes of the object without ``id`` and ``proof``.
-``id`` is the lowercase hex SHA-256 of those same bytes, so one canonicalisation serves both.
-Optional members are omitted, never ``null``.
+Signing input: the RFC 8785 canonical bytes of the object without ``id``, ``proof`` and
+``payload``. ``id`` is the lowercase hex SHA-256 of those same bytes, so one
+canonicalisation serves both. Optional members are omitted, never ``null``.
+
+A message's content travels detached in ``payload`` (a string), committed to by the signed
+``body.content_digest``: the content can be erased (a ``delete`` instruction) while the
+signed log still verifies.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import canonical, errors, identity, strict_json
-from .types import BODY_MODELS, TYPES_BY_URI, UNCHAINED, MessageType
+from .types import BODY_MODELS, EITHER, TYPES_BY_URI, UNCHAINED, MessageBody, MessageType
 
 PROOF_TYPE = "ed25519-jcs"
 DEFAULT_SKEW_SECONDS = 300
 
 _REQUIRED = frozenset({"id", "type", "from", "created_time", "seq", "body", "proof"})
-_OPTIONAL = frozenset({"to", "cid", "thid", "expires_time", "prev"})
+_OPTIONAL = frozenset({"to", "cid", "thid", "expires_time", "prev", "payload"})
+_UNSIGNED = ("id", "proof", "payload")
 _MEMBERS = _REQUIRED | _OPTIONAL
 _PROOF_MEMBERS = frozenset({"type", "kid", "sig"})
 _MAX_SAFE = 2**53 - 1
@@ -54,6 +59,17 @@ class SignedObject:
     def to_json(self) -> dict[str, Any]:
         """The wire form (a fresh shallow copy of ``raw``)."""
         return dict(self.raw)
+
+    @property
+    def payload(self) -> str | None:
+        """A message's detached content, when it is still attached."""
+        value = self.raw.get("payload")
+        return value if isinstance(value, str) else None
+
+    @property
+    def broadcast(self) -> bool:
+        """True for a message signed once for many connections (no ``cid``)."""
+        return self.type is MessageType.MESSAGE and self.cid is None
 
     def canonical_bytes(self) -> bytes:
         """RFC 8785 bytes of the whole object, proof included (for storage and transport)."""
@@ -102,13 +118,15 @@ def _check_shape(raw: Any) -> tuple[MessageType, BaseModel]:
         raise errors.EnvelopeError(f"'proof.type' must be {PROOF_TYPE!r}")
     if type(raw["body"]) is not dict:
         raise errors.EnvelopeError("'body' must be an object")
-    chained = mtype not in UNCHAINED
+    chained = mtype not in UNCHAINED and (mtype not in EITHER or "cid" in raw)
     if chained != ("cid" in raw) or (not chained and raw["seq"] != 0):
         raise errors.EnvelopeError("connection objects carry cid and seq ≥ 1; others seq 0")
     if chained and raw["seq"] < 1:
         raise errors.EnvelopeError("seq starts at 1")
     if ("prev" in raw) != (chained and raw["seq"] > 1):
         raise errors.EnvelopeError("'prev' is present exactly when seq > 1")
+    if "payload" in raw and (mtype is not MessageType.MESSAGE or type(raw["payload"]) is not str):
+        raise errors.EnvelopeError("only a message carries a payload, as a string")
     try:
         body = BODY_MODELS[mtype].model_validate(raw["body"])
     except ValidationError as exc:
@@ -116,6 +134,22 @@ def _check_shape(raw: Any) -> tuple[MessageType, BaseModel]:
     except errors.ProtocolError as exc:
         raise errors.InvalidBody(exc.detail) from None
     return mtype, body
+
+
+def payload_digest(payload: str) -> tuple[str, int]:
+    """``(content_digest, content_length)`` for a message payload."""
+    data = payload.encode("utf-8")
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def check_payload(body: MessageBody, payload: str) -> None:
+    """Raise ``payload_mismatch`` unless ``payload`` is the content the body commits to."""
+    try:
+        digest, length = payload_digest(payload)
+    except UnicodeEncodeError:
+        raise errors.PayloadMismatch("payload is not valid Unicode") from None
+    if digest != body.content_digest or length != body.content_length:
+        raise errors.PayloadMismatch("payload does not match body.content_digest")
 
 
 def _summarise(exc: ValidationError) -> str:
@@ -142,7 +176,7 @@ def verify(raw: Any, *, now: int | None = None, skew: int = DEFAULT_SKEW_SECONDS
     proof = raw["proof"]
     if identity.did_of_kid(proof["kid"]) != sender:
         raise errors.KidMismatch("proof.kid does not belong to 'from'")
-    unsigned = {k: v for k, v in raw.items() if k != "id" and k != "proof"}
+    unsigned = {k: v for k, v in raw.items() if k not in _UNSIGNED}
     signing_input = canonical.canonicalize(unsigned)
     if hashlib.sha256(signing_input).hexdigest() != raw["id"]:
         raise errors.IdMismatch("id is not the SHA-256 of the canonical object")
@@ -152,6 +186,9 @@ def verify(raw: Any, *, now: int | None = None, skew: int = DEFAULT_SKEW_SECONDS
         raise errors.BadSignature("signature is not base64url") from None
     if not verify_key.verify(signing_input, signature):
         raise errors.BadSignature("signature does not verify")
+    if "payload" in raw:
+        assert isinstance(body, MessageBody)
+        check_payload(body, raw["payload"])
     obj = _typed(raw, mtype, body)
     if now is not None:
         check_time(obj, now, skew)
@@ -207,13 +244,21 @@ def sign(
     to: tuple[str, ...] | list[str] | None = None,
     thid: str | None = None,
     expires_time: int | None = None,
+    payload: str | None = None,
 ) -> SignedObject:
     """Build and sign a protocol object with ``key``.
 
     ``body`` may be a body model or a plain dict (validated against the type's model).
-    Optional headers left as ``None`` are omitted.
+    Optional headers left as ``None`` are omitted. For a message, pass the content as
+    ``payload`` and leave ``content_digest``/``content_length`` out of ``body``: they are
+    computed here.
     """
-    body_json = body.model_dump(mode="json", exclude_none=True) if isinstance(body, BaseModel) else body
+    body_json = (
+        body.model_dump(mode="json", exclude_none=True) if isinstance(body, BaseModel) else body
+    )
+    if payload is not None:
+        digest, length = payload_digest(payload)
+        body_json = {**body_json, "content_digest": digest, "content_length": length}
     unsigned: dict[str, Any] = {
         "type": mtype.uri,
         "from": key.did,
@@ -236,5 +281,7 @@ def sign(
             "sig": canonical.b64url(key.sign(signing_input)),
         },
     }
+    if payload is not None:
+        raw["payload"] = payload
     mtype_checked, typed_body = _check_shape(raw)
     return _typed(raw, mtype_checked, typed_body)

@@ -107,6 +107,12 @@ class IdMismatch(EnvelopeError):
     code = "id_mismatch"
 
 
+class PayloadMismatch(EnvelopeError):
+    """The detached ``payload`` is not the content ``body.content_digest`` commits to."""
+
+    code = "payload_mismatch"
+
+
 class KidMismatch(EnvelopeError):
     """``proof.kid`` does not belong to the ``from`` DID."""
 

@@ -213,6 +213,11 @@ def apply(state: ConnectionState | None, obj: SignedObject, now: int) -> Connect
     if obj.type in (T.ACCEPT, T.DECLINE):
         return _respond(state, obj, now)
     role = state.role_of(obj.sender)
+    if obj.broadcast:
+        # One signed object for many connections: outside the chains. A log holds it at
+        # most once (the log's ids are unique), which is its replay protection.
+        new = _permitted(state, role, obj, now)
+        return new.model_copy(update={"last_time": max(new.last_time, now)})
     if obj.cid != state.cid:
         raise errors.WrongConnection("cid does not name this connection")
     heads = _advance(state, role, obj)

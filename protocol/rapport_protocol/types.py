@@ -8,7 +8,7 @@ a body means one thing only.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,6 +22,7 @@ GrantId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}(/[0-9]{1,3})?$")]
 ShortText = Annotated[str, Field(max_length=200)]
 LongText = Annotated[str, Field(max_length=4000)]
 Timestamp = Annotated[int, Field(ge=0, le=2**53 - 1)]
+MAX_PAYLOAD_BYTES = 32768
 
 
 class MessageType(StrEnum):
@@ -170,7 +171,9 @@ class MessageBody(_Body):
     topic: Topic
     purpose: ShortText | None = None
     content_type: Annotated[str, Field(pattern=r"^[a-z]+/[a-zA-Z0-9.+\-]+$")] = "text/plain"
-    content: Annotated[str, Field(max_length=32768)] | dict[str, Any]
+    content_digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    """Lowercase hex SHA-256 of the UTF-8 ``payload`` (the content travels detached)."""
+    content_length: Annotated[int, Field(ge=0, le=MAX_PAYLOAD_BYTES)]
     reply_to: ObjectId | None = None
 
     @field_validator("topic")
@@ -215,3 +218,6 @@ TYPES_BY_URI: dict[str, MessageType] = {t.uri: t for t in MessageType}
 
 # Objects that stand outside a connection's hash chains (seq 0, no prev, no cid).
 UNCHAINED = frozenset({MessageType.INVITATION, MessageType.KEY_ROTATION})
+# Objects that may be either: a message without cid is a broadcast, one signed object
+# delivered to many connections.
+EITHER = frozenset({MessageType.MESSAGE})

@@ -30,7 +30,13 @@ class Party:
     def make(
         self, mtype: MessageType, body: Any, *, cid: str, at: int, **headers: Any
     ) -> SignedObject:
-        """Sign the next object of this party's chain without advancing it."""
+        """Sign the next object of this party's chain without advancing it.
+
+        A message body may carry ``content``: it is moved to the detached payload.
+        """
+        if mtype is MessageType.MESSAGE and isinstance(body, dict) and "content" in body:
+            headers["payload"] = body["content"]
+            body = {k: v for k, v in body.items() if k != "content"}
         return sign(
             self.key,
             mtype,

@@ -19,7 +19,7 @@ def message(**headers: object) -> dict[str, object]:
     defaults: dict[str, object] = {"cid": "c" * 32, "seq": 1}
     defaults.update(headers)
     return sign(
-        KEY, MessageType.MESSAGE, {"topic": "news", "content": "hello"}, created_time=T0, **defaults
+        KEY, MessageType.MESSAGE, {"topic": "news"}, created_time=T0, payload="hello", **defaults
     ).to_json()
 
 
@@ -65,7 +65,9 @@ def test_signed_object_verifies_and_id_is_content_hash() -> None:
     ("mutate", "error"),
     [
         (lambda r: r.update(id="0" * 64), errors.IdMismatch),
-        (lambda r: r["body"].update(content="changed"), errors.IdMismatch),
+        (lambda r: r["body"].update(content_length=4), errors.IdMismatch),
+        (lambda r: r.update(payload="changed"), errors.PayloadMismatch),
+        (lambda r: r.update(payload=1), errors.EnvelopeError),
         (lambda r: r["proof"].update(sig="A" * 86), errors.BadSignature),
         (lambda r: r["proof"].update(sig="!!"), errors.BadSignature),
         (
@@ -132,7 +134,23 @@ def test_canonicalisation_is_a_fixed_point(value: dict[str, object]) -> None:
 
 
 def test_sign_does_not_mutate_body_dict() -> None:
-    body = {"topic": "news", "content": "x"}
+    body = {"topic": "news"}
     before = copy.deepcopy(body)
-    sign(KEY, MessageType.MESSAGE, body, created_time=T0, cid="c", seq=1)
+    sign(KEY, MessageType.MESSAGE, body, created_time=T0, cid="c", seq=1, payload="x")
     assert body == before
+
+
+def test_payload_can_be_erased_and_the_object_still_verifies() -> None:
+    raw = message()
+    assert raw["payload"] == "hello"
+    del raw["payload"]
+    obj = verify(raw, now=T0)
+    assert obj.payload is None and obj.id == message()["id"]
+
+
+def test_broadcast_message_has_no_cid_and_seq_zero() -> None:
+    raw = sign(KEY, MessageType.MESSAGE, {"topic": "news"}, created_time=T0, payload="all").to_json()
+    assert "cid" not in raw and raw["seq"] == 0
+    assert verify(raw, now=T0).broadcast
+    with pytest.raises(errors.EnvelopeError):
+        sign(KEY, MessageType.MESSAGE, {"topic": "news"}, created_time=T0, seq=1, payload="x")

@@ -241,12 +241,12 @@ def test_replay_and_chain_gaps_are_refused(conn: Conn) -> None:
     with pytest.raises(errors.Replayed):
         apply(conn.state, _resign_same(first), T0)
     gap = sign(
-        conn.business.key, M.MESSAGE, msg("order_updates"), created_time=T0, cid=conn.cid, seq=5, prev=first.id
+        conn.business.key, M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=5, prev=first.id
     )
     with pytest.raises(errors.ChainBroken):
         apply(conn.state, gap, T0)
     wrong_prev = sign(
-        conn.business.key, M.MESSAGE, msg("order_updates"), created_time=T0, cid=conn.cid, seq=2, prev="0" * 64
+        conn.business.key, M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=2, prev="0" * 64
     )
     with pytest.raises(errors.ChainBroken):
         apply(conn.state, wrong_prev, T0)
@@ -258,7 +258,7 @@ def _resign_same(obj):  # type: ignore[no-untyped-def]
 
 def test_stranger_and_wrong_connection_are_refused(conn: Conn) -> None:
     stranger = SigningKey.from_seed(b"\x33" * 32)
-    obj = sign(stranger, M.MESSAGE, msg("order_updates"), created_time=T0, cid=conn.cid, seq=1)
+    obj = sign(stranger, M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=1)
     with pytest.raises(errors.NotAParty):
         apply(conn.state, obj, T0)
     other = conn.business.make(M.MESSAGE, msg("order_updates"), cid="f" * 32, at=T0)
@@ -340,7 +340,7 @@ def test_key_rotation_moves_a_role_to_the_new_key(conn: Conn) -> None:
     conn.business.key = new
     conn.send(conn.business, M.MESSAGE, msg("order_updates"), T0 + 1)
     old = sign(
-        SigningKey.from_seed(b"\x11" * 32), M.MESSAGE, msg("order_updates"), created_time=T0, cid=conn.cid, seq=3, prev=conn.business.prev
+        SigningKey.from_seed(b"\x11" * 32), M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=3, prev=conn.business.prev
     )
     with pytest.raises(errors.NotAParty):
         apply(conn.state, old, T0 + 2)
@@ -365,3 +365,14 @@ def test_log_verifies_from_signatures_alone_and_detects_tampering(conn: Conn) ->
     assert info.value.extra["index"] == 2
     with pytest.raises(errors.ProtocolError):
         verify_log([conn.log[0], conn.log[2]])  # a dropped object breaks the chain
+
+
+def test_broadcast_applies_to_each_connection_without_touching_chains(conn: Conn) -> None:
+    cast = sign(conn.business.key, M.MESSAGE, {"topic": "order_updates"}, created_time=T0, payload="hi")
+    before = conn.state.heads
+    after = apply(conn.state, cast, T0)
+    assert after.heads == before
+    assert after.grant_for(1, "message", "order_updates").usage == (T0,)  # type: ignore[union-attr]
+    stranger_cast = sign(SigningKey.from_seed(b"\x55" * 32), M.MESSAGE, {"topic": "x"}, created_time=T0, payload="")
+    with pytest.raises(errors.NotAParty):
+        apply(conn.state, stranger_cast, T0)
