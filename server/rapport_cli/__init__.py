@@ -1,0 +1,1 @@
+"""The ``rapport`` command line: server operations and an operator surface over the SDK."""

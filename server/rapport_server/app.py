@@ -1,0 +1,84 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import __version__, problems
+from .account.endpoints import router as account_router
+from .auth.endpoints import router as auth_router
+from .auth.tokens import AccessTokens
+from .config import Settings
+from .connections.endpoints import router as connections_router
+from .db import create_engine, sessionmaker
+from .domain import Clock, system_clock
+from .health.endpoints import router as health_router
+from .invitations.endpoints import router as invitations_router
+from .logs import configure_logging
+from .messages.endpoints import router as messages_router
+from .middleware import BodyLimitMiddleware, RequestIdMiddleware
+from .parties.endpoints import router as parties_router
+from .services import Services, load_secret
+from .writes import WriteBatcher
+
+DESCRIPTION = """Rapport: consent-based, two-way connections between businesses and people.
+
+Every state-changing call carries a protocol object signed by the caller; the server checks
+it against the protocol's rules before it stores or delivers anything. Errors are RFC 9457
+problem+json with a stable `code`."""
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    """Build the app. ``clock`` is the only time source the server uses (tests pass one)."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start if settings.migrate_on_start is not None else settings.is_sqlite:
+            from .migrate import upgrade
+
+            await upgrade(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        maker = sessionmaker(engine)
+        secret = settings.secret_key or await load_secret(maker, "access_token_key", clock)
+        batcher = WriteBatcher(maker, max_batch=settings.max_batch)
+        await batcher.start()
+        app.state.services = Services(
+            settings=settings,
+            engine=engine,
+            sessionmaker=maker,
+            batcher=batcher,
+            clock=clock,
+            tokens=AccessTokens(secret, settings.public_url, settings.access_token_ttl),
+        )
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Rapport",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    problems.install(app)
+    for router in (
+        health_router,
+        auth_router,
+        parties_router,
+        invitations_router,
+        connections_router,
+        messages_router,
+        account_router,
+    ):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

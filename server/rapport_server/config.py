@@ -1,0 +1,48 @@
+"""Server settings, from ``RAPPORT_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("var/rapport.db")
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told. Each field is ``RAPPORT_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://…",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The URL clients use to reach this server; JWT audiences derive from it.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Key for access tokens (≥ 32 chars). Unset: one is generated and kept in the DB.",
+    )
+    access_token_ttl: int = Field(default=900, ge=60, le=86400)
+    assertion_max_age: int = Field(default=300, ge=30, le=3600)
+    clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
+    max_body_bytes: int = Field(default=128 * 1024, ge=1024)
+    max_batch: int = Field(default=128, ge=1, le=10000, description="Write units per commit.")
+    idempotency_ttl: int = Field(default=86400, ge=60)
+    log_level: str = "info"
+    db_pool_size: int = Field(default=10, ge=1)
+    migrate_on_start: bool | None = Field(
+        default=None, description="Apply migrations at start-up (default: only for SQLite)."
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def token_audience(self) -> str:
+        return self.public_url.rstrip("/") + "/v1/oauth/token"

@@ -1,0 +1,185 @@
+"""Queries of the connections domain. Every read is scoped by the party asking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rapport_protocol import ConnectionState
+from rapport_protocol.envelope import SignedObject
+
+from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry
+from ..writes import StaleWrite
+from .codec import object_json
+
+
+def mine(party_id: str):  # type: ignore[no-untyped-def]
+    """The condition 'this connection has ``party_id`` as a party'."""
+    return or_(Connection.inviter_id == party_id, Connection.acceptor_id == party_id)
+
+
+async def get_for(session: AsyncSession, party_id: str, cid: str) -> Connection | None:
+    """The connection ``cid`` if ``party_id`` is a party to it, else ``None``."""
+    result = await session.execute(
+        select(Connection).where(Connection.cid == cid, mine(party_id))
+    )
+    return result.scalar_one_or_none()
+
+
+async def list_for(
+    session: AsyncSession,
+    party_id: str,
+    *,
+    status: str | None,
+    counterparty: str | None,
+    after: str | None,
+    limit: int,
+) -> Sequence[Connection]:
+    query = select(Connection).where(mine(party_id))
+    if status is not None:
+        query = query.where(Connection.status == status)
+    if counterparty is not None:
+        query = query.where(
+            or_(
+                and_(Connection.inviter_id == party_id, Connection.acceptor_id == counterparty),
+                and_(Connection.acceptor_id == party_id, Connection.inviter_id == counterparty),
+            )
+        )
+    if after is not None:
+        query = query.where(Connection.cid > after)
+    result = await session.execute(query.order_by(Connection.cid).limit(limit))
+    return result.scalars().all()
+
+
+async def append(
+    session: AsyncSession, cid: str, obj: SignedObject, sender_id: str, now: int
+) -> int:
+    """Append ``obj`` to the log of ``cid``; returns its server sequence number."""
+    result = await session.execute(
+        insert(LogEntry)
+        .values(
+            cid=cid,
+            object_id=obj.id,
+            type=obj.type.value,
+            sender_id=sender_id,
+            object=object_json(obj),
+            payload=obj.payload,
+            received_at=now,
+        )
+        .returning(LogEntry.seq)
+    )
+    return int(result.scalar_one())
+
+
+async def save_state(
+    session: AsyncSession, row: Connection, state: ConnectionState, now: int
+) -> None:
+    """Compare-and-swap the state snapshot on ``row.version``."""
+    result = await session.execute(
+        update(Connection)
+        .where(Connection.cid == row.cid, Connection.version == row.version)
+        .values(
+            state=state.model_dump_json(),
+            status=state.status,
+            version=row.version + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleWrite(row.cid)
+    row.version += 1
+    row.status = state.status
+
+
+async def add_event(
+    session: AsyncSession, party_id: str, cid: str, kind: str, log_seq: int | None, now: int
+) -> int:
+    result = await session.execute(
+        insert(Event)
+        .values(party_id=party_id, cid=cid, kind=kind, log_seq=log_seq, created_at=now)
+        .returning(Event.id)
+    )
+    return int(result.scalar_one())
+
+
+async def hold(
+    session: AsyncSession, party_id: str, cid: str, log_seq: int, release_at: int | None, now: int
+) -> None:
+    await session.execute(
+        insert(HeldMessage).values(
+            party_id=party_id, cid=cid, log_seq=log_seq, release_at=release_at, created_at=now
+        )
+    )
+
+
+async def retime_held(
+    session: AsyncSession, party_id: str, cid: str, release_at: int | None
+) -> None:
+    await session.execute(
+        update(HeldMessage)
+        .where(HeldMessage.party_id == party_id, HeldMessage.cid == cid)
+        .values(release_at=release_at)
+    )
+
+
+async def release_held(
+    session: AsyncSession, party_id: str, now: int, *, cid: str | None = None
+) -> int:
+    """Move held messages that are due (or all of ``cid``'s) into the party's inbox, in
+    their original order. Returns how many were released."""
+    query = select(HeldMessage).where(HeldMessage.party_id == party_id)
+    if cid is not None:
+        query = query.where(HeldMessage.cid == cid)
+    else:
+        query = query.where(HeldMessage.release_at.is_not(None), HeldMessage.release_at <= now)
+    held = (await session.execute(query.order_by(HeldMessage.id))).scalars().all()
+    if not held:
+        return 0
+    await session.execute(
+        insert(Event),
+        [
+            {"party_id": party_id, "cid": h.cid, "kind": "message", "log_seq": h.log_seq,
+             "created_at": now}
+            for h in held
+        ],
+    )
+    await session.execute(delete(HeldMessage).where(HeldMessage.id.in_([h.id for h in held])))
+    return len(held)
+
+
+async def sync_grants(
+    session: AsyncSession, row: Connection, state: ConnectionState
+) -> None:
+    """Rewrite the active-grant index of one connection from its state."""
+    await session.execute(delete(ActiveGrant).where(ActiveGrant.cid == row.cid))
+    party = (row.inviter_id, row.acceptor_id)
+    values = []
+    for gid in state.active_grants.values():
+        grant = state.grants[gid]
+        values.append(
+            {
+                "cid": row.cid,
+                "grantor_id": party[grant.grantor],
+                "grantee_id": party[1 - grant.grantor],
+                "scope": grant.spec.scope,
+                "topic": grant.spec.topic,
+                "grant_id": grant.id,
+            }
+        )
+    if values:
+        await session.execute(insert(ActiveGrant), values)
+
+
+async def log_page(
+    session: AsyncSession, cid: str, *, after: int, limit: int
+) -> Sequence[LogEntry]:
+    result = await session.execute(
+        select(LogEntry)
+        .where(LogEntry.cid == cid, LogEntry.seq > after)
+        .order_by(LogEntry.seq)
+        .limit(limit)
+    )
+    return result.scalars().all()

@@ -1,0 +1,144 @@
+"""Inbox reads and the set-based broadcast."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rapport_protocol import ConnectionState, MessageType, apply, decide
+from rapport_protocol.decision import Allowed
+from rapport_protocol.envelope import SignedObject
+from rapport_protocol.types import MessageBody
+
+from ..connections.codec import object_json
+from ..connections.service import require_sender, require_type
+from ..domain import DomainError, Subject
+from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry
+from ..writes import UnitContext
+
+
+async def inbox(
+    session: AsyncSession, subject: Subject, *, after: int, limit: int, cid: str | None,
+    unacked: bool,
+) -> Sequence[tuple[Event, LogEntry]]:
+    query = (
+        select(Event, LogEntry)
+        .join(LogEntry, LogEntry.seq == Event.log_seq)
+        .where(Event.party_id == subject.party_id, Event.kind == "message", Event.id > after)
+    )
+    if cid is not None:
+        query = query.where(Event.cid == cid)
+    if unacked:
+        query = query.where(Event.acked_at.is_(None))
+    rows = await session.execute(query.order_by(Event.id).limit(limit))
+    return [(e, log) for e, log in rows.tuples()]
+
+
+async def has_due_held(session: AsyncSession, party_id: str, now: int) -> bool:
+    result = await session.execute(
+        select(func.count()).select_from(HeldMessage).where(
+            HeldMessage.party_id == party_id, HeldMessage.release_at.is_not(None),
+            HeldMessage.release_at <= now,
+        )
+    )
+    return bool(result.scalar_one())
+
+
+async def ack(ctx: UnitContext, subject: Subject, event_id: int, now: int) -> Event | None:
+    session = ctx.session
+    event = await session.get(Event, event_id)
+    if event is None or event.party_id != subject.party_id or event.kind != "message":
+        return None
+    if event.acked_at is None:
+        event.acked_at = now
+        await session.execute(update(Event).where(Event.id == event_id).values(acked_at=now))
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastOutcome:
+    candidates: int
+    delivered: int
+    held: int
+    refused: dict[str, int]
+
+
+async def broadcast(ctx: UnitContext, subject: Subject, obj: SignedObject, now: int) -> BroadcastOutcome:
+    """Deliver one signed message to every connection whose grants permit it now.
+
+    Selection is one indexed query (grants in force naming this sender and topic); each
+    candidate's full decision (mutes, quiet hours, caps) is the protocol's ``decide``; all
+    writes are multi-row statements in the batch's transaction.
+    """
+    require_type(obj, {MessageType.MESSAGE})
+    require_sender(subject, obj)
+    if not obj.broadcast:
+        raise DomainError("a broadcast message has no cid", status=422, code="invalid_object")
+    body = obj.body
+    assert isinstance(body, MessageBody)
+    session = ctx.session
+    query = (
+        select(Connection)
+        .where(
+            Connection.cid.in_(
+                select(ActiveGrant.cid).where(
+                    ActiveGrant.grantee_id == subject.party_id,
+                    ActiveGrant.scope == "message",
+                    ActiveGrant.topic.in_((body.topic, "*")),
+                )
+            ),
+            Connection.status == "active",
+        )
+    )
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(of=Connection)
+    rows = (await session.execute(query)).scalars().all()
+    refused: Counter[str] = Counter()
+    accepted: list[tuple[Connection, ConnectionState, Allowed]] = []
+    for row in rows:
+        state = ConnectionState.model_validate_json(row.state)
+        verdict = decide(state, obj, now)
+        if isinstance(verdict, Allowed):
+            accepted.append((row, apply(state, obj, now), verdict))
+        else:
+            refused[verdict.code] += 1
+    if not accepted:
+        return BroadcastOutcome(len(rows), 0, 0, dict(refused))
+    stored = object_json(obj)
+    seqs = (
+        await session.execute(
+            insert(LogEntry).returning(LogEntry.seq, sort_by_parameter_order=True),
+            [
+                {"cid": row.cid, "object_id": obj.id, "type": obj.type.value,
+                 "sender_id": subject.party_id, "object": stored, "payload": obj.payload,
+                 "received_at": now}
+                for row, _, _ in accepted
+            ],
+        )
+    ).scalars().all()
+    events, held = [], []
+    for (row, _, verdict), seq in zip(accepted, seqs, strict=True):
+        other = row.acceptor_id if row.inviter_id == subject.party_id else row.inviter_id
+        if verdict.held:
+            held.append({"party_id": other, "cid": row.cid, "log_seq": seq,
+                         "release_at": verdict.release_time, "created_at": now})
+        else:
+            events.append({"party_id": other, "cid": row.cid, "kind": "message",
+                           "log_seq": seq, "created_at": now})
+    if events:
+        await session.execute(insert(Event), events)
+    if held:
+        await session.execute(insert(HeldMessage), held)
+    await session.execute(
+        update(Connection),
+        [
+            {"cid": row.cid, "state": state.model_dump_json(), "version": row.version + 1,
+             "updated_at": now}
+            for row, state, _ in accepted
+        ],
+    )
+    return BroadcastOutcome(len(rows), len(events), len(held), dict(refused))

@@ -1,0 +1,203 @@
+"""The relational schema of the server's domains (the record of every connection).
+
+Times are integer UTC seconds, like the protocol. Signed objects are stored as the exact
+canonical JSON that was verified, so a log read back verifies byte for byte.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import Base
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Party(Base):
+    """A business or person, known by its current Ed25519 did:key."""
+
+    __tablename__ = "parties"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    did: Mapped[str] = mapped_column(String(128), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    profile_url: Mapped[str | None] = mapped_column(String(2048))
+    logo_url: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RetiredKey(Base):
+    """A key that was rotated away or whose party was deleted: it never works again."""
+
+    __tablename__ = "retired_keys"
+
+    did: Mapped[str] = mapped_column(String(128), primary_key=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    retired_at: Mapped[int] = mapped_column(BigInteger)
+    successor: Mapped[str | None] = mapped_column(String(128))
+
+
+class UsedAssertion(Base):
+    """JWT ids of client assertions already exchanged (replay protection)."""
+
+    __tablename__ = "used_assertions"
+
+    jti: Mapped[str] = mapped_column(String(160), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ServerSecret(Base):
+    """Server-side key material generated on first start (token key, webhook key)."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    inviter_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), index=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    object: Mapped[str] = mapped_column(Text)
+    multi_use: Mapped[bool] = mapped_column(Boolean)
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    to_did: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Connection(Base):
+    """One connection and its protocol state, a JSON snapshot of ``ConnectionState``.
+
+    ``version`` is bumped on every change; writers compare-and-swap on it so two instances
+    can never both apply an object on the same state.
+    """
+
+    __tablename__ = "connections"
+    __table_args__ = (
+        Index("ix_connections_inviter_status", "inviter_id", "status"),
+        Index("ix_connections_acceptor_status", "acceptor_id", "status"),
+    )
+
+    cid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    invitation_id: Mapped[str] = mapped_column(ForeignKey("invitations.id"), index=True)
+    inviter_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    acceptor_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    data_instruction: Mapped[str | None] = mapped_column(String(32))
+
+
+class LogEntry(Base):
+    """A connection's verifiable log: every signed object in order, with the receipt."""
+
+    __tablename__ = "log_entries"
+    __table_args__ = (
+        UniqueConstraint("cid", "object_id"),
+        Index("ix_log_entries_cid_seq", "cid", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cid: Mapped[str] = mapped_column(ForeignKey("connections.cid"))
+    object_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    sender_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    object: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Event(Base):
+    """The per-party event stream and inbox: monotonically numbered, durable.
+
+    ``kind`` is ``message`` for inbox items, else the connection change the party must
+    learn about (``grant``, ``mute``, ``sever``, ``favour``, …).
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_party_id_id", "party_id", "id"),
+        Index("ix_events_party_kind_id", "party_id", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    cid: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    log_seq: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    acked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class HeldMessage(Base):
+    """A message accepted while its recipient muted the sender in ``hold`` mode."""
+
+    __tablename__ = "held_messages"
+    __table_args__ = (Index("ix_held_messages_party_release", "party_id", "release_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    cid: Mapped[str] = mapped_column(String(32), index=True)
+    log_seq: Mapped[int] = mapped_column(BigInteger)
+    release_at: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ActiveGrant(Base):
+    """Index of grants in force, for set-based broadcast selection (the state JSON is the
+    source of truth; this table is rewritten with it in the same transaction)."""
+
+    __tablename__ = "active_grants"
+    __table_args__ = (Index("ix_active_grants_grantee_scope_topic", "grantee_id", "scope", "topic"),)
+
+    cid: Mapped[str] = mapped_column(ForeignKey("connections.cid"), primary_key=True)
+    grantor_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grantee_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    grant_id: Mapped[str] = mapped_column(String(70))
+
+
+class Block(Base):
+    """``blocker`` severed ``blocked`` with ``block_reinvite``: ``blocked`` may not invite it."""
+
+    __tablename__ = "blocks"
+
+    blocker_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    blocked_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyRecord(Base):
+    """A stored response for ``Idempotency-Key`` (Stripe semantics)."""
+
+    __tablename__ = "idempotency_records"
+
+    party_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -1,0 +1,194 @@
+"""FastAPI dependencies shared by every router: services, the subject, signed bodies,
+pagination and idempotent execution of write units."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rapport_protocol import envelope, errors, strict_json
+from rapport_protocol.envelope import SignedObject
+
+from .domain import Conflict, DomainError, Subject, Unauthenticated
+from .parties import service as parties
+from .protocol_errors import to_problem
+from .services import Services
+from .tables import IdempotencyRecord
+from .writes import UnitContext
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+async def session(svc: ServicesDep) -> AsyncIterator[AsyncSession]:
+    """A read session. Writes never use it: they go through the write batcher."""
+    async with svc.sessionmaker() as s:
+        yield s
+
+
+SessionDep = Annotated[AsyncSession, Depends(session)]
+
+
+async def current_subject(
+    svc: ServicesDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Subject:
+    """The party behind the bearer token. The token must name the party's current key."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthenticated("send 'Authorization: Bearer <access token>'",
+                              headers={"WWW-Authenticate": "Bearer"})
+    party_id, did = svc.tokens.check(authorization[7:].strip(), svc.clock())
+    cached = svc.parties.get(party_id)
+    if cached is None:
+        async with svc.sessionmaker() as s:
+            party = await parties.get(s, party_id)
+        if party is None:
+            raise Unauthenticated("unknown party", code="invalid_token")
+        svc.parties.put(party_id, party.did, party.kind)
+        cached = (party.did, party.kind)
+    if cached[0] != did:
+        raise Unauthenticated("the key of this token was rotated or revoked", code="invalid_token")
+    return Subject(party_id=party_id, did=did, kind=cached[1])
+
+
+SubjectDep = Annotated[Subject, Depends(current_subject)]
+
+OBJECT_BODY_SCHEMA: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["object"],
+                "additionalProperties": False,
+                "properties": {
+                    "object": {
+                        "type": "object",
+                        "description": "A protocol object signed by you (spec/protocol.md; "
+                        "JSON Schemas in spec/schemas/).",
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+async def signed_object(request: Request, svc: ServicesDep) -> SignedObject:
+    """The ``{"object": …}`` request body, parsed strictly and verified (not yet applied)."""
+    raw = await request.body()
+    limits = strict_json.Limits(max_bytes=svc.settings.max_body_bytes)
+    try:
+        doc = strict_json.loads(raw, limits)
+        if not isinstance(doc, dict) or set(doc) != {"object"}:
+            raise DomainError("the body is {\"object\": <signed object>}", status=422,
+                              code="validation_error")
+        return envelope.verify(doc["object"], now=svc.clock(), skew=svc.settings.clock_skew_seconds)
+    except errors.ProtocolError as exc:
+        raise to_problem(exc) from None
+
+
+ObjectDep = Annotated[SignedObject, Depends(signed_object)]
+
+
+class PageParams(BaseModel):
+    limit: int
+    cursor: str | None
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 50,
+    cursor: Annotated[str | None, Query(max_length=256, description="From next_cursor.")] = None,
+) -> PageParams:
+    return PageParams(limit=limit, cursor=cursor)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+def encode_cursor(value: str | int) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, kind: type[str] | type[int]) -> Any:
+    if cursor is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise DomainError("cursor is not one this server issued", status=400,
+                          code="invalid_cursor") from None
+    if type(value) is not kind:
+        raise DomainError("cursor is not one this server issued", status=400, code="invalid_cursor")
+    return value
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+async def run_write(
+    request: Request,
+    svc: Services,
+    subject_id: str | None,
+    unit: Callable[[UnitContext], Awaitable[M]],
+    *,
+    status_code: int = 200,
+) -> Response:
+    """Run a write unit through the batcher, with Stripe-style ``Idempotency-Key``.
+
+    The stored response is written in the same transaction as the effect, so a retried
+    request either finds the effect with its response, or neither.
+    Only successful responses are stored: a refused request changed nothing, and a retry
+    is evaluated afresh.
+    """
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None or subject_id is None:
+        result = await svc.batcher.submit(unit)
+        return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise DomainError("Idempotency-Key is 1 to 255 printable ASCII characters", status=400,
+                          code="invalid_idempotency_key")
+    body = await request.body()
+    digest = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+    ).hexdigest()
+
+    async def idempotent(ctx: UnitContext) -> tuple[int, str, bool]:
+        found = await ctx.session.get(IdempotencyRecord, (subject_id, key))
+        if found is not None:
+            if found.request_hash != digest:
+                raise DomainError("this Idempotency-Key was used with another request",
+                                  status=422, code="idempotency_key_reused")
+            return found.status_code, found.response, True
+        result = await unit(ctx)
+        text = result.model_dump_json()
+        ctx.session.add(IdempotencyRecord(
+            party_id=subject_id, key=key, request_hash=digest, status_code=status_code,
+            response=text, created_at=svc.clock(),
+        ))
+        await ctx.session.flush()
+        return status_code, text, False
+
+    try:
+        code, text, replayed = await svc.batcher.submit(idempotent)
+    except IntegrityError:
+        raise Conflict("a request with this Idempotency-Key is in progress",
+                       code="idempotency_in_progress") from None
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(text, status_code=code, media_type="application/json", headers=headers)
