@@ -11,7 +11,10 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.helpers import Actor, FakeClock, live_server
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -72,3 +75,43 @@ def fresh_database_url(tmp_path: Path) -> Iterator[str]:
             asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     else:
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+
+
+
+@pytest.fixture(scope="session")
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+async def server_url(database_url: str, clock: FakeClock) -> AsyncIterator[str]:
+    async with live_server(database_url, clock) as base:
+        yield base
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def actor(http: httpx.AsyncClient, clock: FakeClock, server_url: str):  # type: ignore[no-untyped-def]
+    def make() -> Actor:
+        return Actor(http=http, clock=clock, base_url=server_url)
+
+    return make
+
+
+@pytest.fixture
+async def business(actor) -> Actor:  # type: ignore[no-untyped-def]
+    a = actor()
+    await a.register("business", "Roastery")
+    return a
+
+
+@pytest.fixture
+async def person(actor) -> Actor:  # type: ignore[no-untyped-def]
+    a = actor()
+    await a.register("person", "Ann")
+    return a

@@ -7,8 +7,10 @@ the answer, so every implementation refuses with the same code:
 2. sender is a party (``not_a_party``)
 3. object expiry (``message_expired``)
 4. a grant from the recipient covers scope and topic (``grant_missing``, ``grant_expired``)
-5. the recipient's mute, unless the topic is exempt (``muted`` in ``reject`` mode; ``hold``
-   mode allows delivery but holds it until the mute ends)
+5. for messages, the recipient's mute unless the topic is exempt (``muted`` in ``reject``
+   mode; ``hold`` mode allows delivery but holds it until the mute ends). A mute silences
+   messages; favour requests are governed by favour grants alone, so a muted party can
+   still return a favour it was asked.
 6. the grant's quiet hours (``quiet_hours``)
 7. the grant's rate cap over a sliding window (``rate_exceeded``)
 """
@@ -92,7 +94,12 @@ def decide(state: ConnectionState, obj: SignedObject, now: int) -> DeliveryDecis
     held = False
     release: int | None = None
     mute = state.mute_by(recipient)
-    if mute is not None and mute.active_at(now) and topic not in mute.exempt_topics:
+    if (
+        scope == "message"
+        and mute is not None
+        and mute.active_at(now)
+        and topic not in mute.exempt_topics
+    ):
         if mute.mode == "reject":
             return Refused("muted", muted_until=mute.until)
         held, release = True, mute.until

@@ -185,8 +185,8 @@ def start(invitation: SignedObject) -> ConnectionState:
         dids=(invitation.sender, None),
         kinds=(body.kind, None),
         grants={
-            f"{invitation.id}/{i}": Grant(
-                id=f"{invitation.id}/{i}", grantor=0, spec=spec, issued_time=invitation.created_time
+            f"{invitation.id}.{i}": Grant(
+                id=f"{invitation.id}.{i}", grantor=0, spec=spec, issued_time=invitation.created_time
             )
             for i, spec in enumerate(body.offered)
         },
@@ -256,7 +256,7 @@ def _respond(state: ConnectionState, obj: SignedObject, now: int) -> ConnectionS
         return base.model_copy(update={"status": "declined", "grants": {}})
     grants = dict(state.grants)
     for i, spec in enumerate(body.grants):
-        gid = f"{obj.id}/{i}"
+        gid = f"{obj.id}.{i}"
         grants[gid] = Grant(id=gid, grantor=1, spec=spec, issued_time=obj.created_time)
     active: dict[str, str] = {}
     for grant in grants.values():

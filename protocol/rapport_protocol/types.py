@@ -18,7 +18,7 @@ TYPE_PREFIX = "https://rapport.dev/protocol/1.0/"
 
 Topic = Annotated[str, Field(pattern=r"^(\*|[a-z0-9][a-z0-9_.\-]{0,63})$")]
 ObjectId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-GrantId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}(/[0-9]{1,3})?$")]
+GrantId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}(\.[0-9]{1,3})?$")]
 ShortText = Annotated[str, Field(max_length=200)]
 LongText = Annotated[str, Field(max_length=4000)]
 Timestamp = Annotated[int, Field(ge=0, le=2**53 - 1)]

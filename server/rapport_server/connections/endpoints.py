@@ -38,7 +38,7 @@ M = MessageType
 
 Cid = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="Connection id.")]
 ObjId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
-GrantIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}(/[0-9]{1,3})?$")]
+GrantIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}(\.[0-9]{1,3})?$")]
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "unauthenticated"},
     404: {"description": "not_found: no such connection of yours"},
@@ -209,7 +209,7 @@ async def grant_receipt(
     grantee = await session.get(Party, parties[1 - grant.grantor])
     assert grantor is not None and grantee is not None
     build = receipts.kantara if format == "kantara" else receipts.dpv
-    return build(grant, state, row, grantor, grantee, grant_id.split("/")[0],
+    return build(grant, state, row, grantor, grantee, grant_id.split(".")[0],
                  svc.settings.public_url, svc.clock())
 
 
