@@ -134,7 +134,8 @@ class Actor:
                      to: list[str] | None = None, expires_in: int | None = None,
                      label: str = "x") -> httpx.Response:
         body = {"label": label, "kind": self.kind, "multi_use": multi_use,
-                "offered": offered or [], "requested": requested or []}
+                "offered": offered or [], "requested": requested or [],
+                "nonce": secrets.token_urlsafe(12)}
         extra: dict[str, Any] = {}
         if to:
             extra["to"] = to

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 00:25:45.299416
+Create Date: 2026-11-25 00:30:32.246222
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['cid'], ['connections.cid'], name=op.f('fk_log_entries_cid_connections')),
     sa.ForeignKeyConstraint(['sender_id'], ['parties.id'], name=op.f('fk_log_entries_sender_id_parties')),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_log_entries')),
-    sa.UniqueConstraint('cid', 'object_id', name=op.f('uq_log_entries_cid_object_id'))
+    sa.UniqueConstraint('object_id', 'cid', name=op.f('uq_log_entries_object_id_cid'))
     )
     with op.batch_alter_table('log_entries', schema=None) as batch_op:
         batch_op.create_index('ix_log_entries_cid_seq', ['cid', 'seq'], unique=False)

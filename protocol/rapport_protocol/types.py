@@ -106,6 +106,9 @@ class InvitationBody(_Body):
     offered: Annotated[list[GrantSpec], Field(max_length=64)] = []
     requested: Annotated[list[GrantSpec], Field(max_length=64)] = []
     goal: ShortText | None = None
+    nonce: Annotated[str, Field(min_length=8, max_length=64)] | None = None
+    """Random text making otherwise identical invitations distinct objects (ids are
+    content hashes)."""
 
     @model_validator(mode="after")
     def _uses(self) -> InvitationBody:

@@ -13,7 +13,7 @@ from .auth.endpoints import router as auth_router
 from .auth.tokens import AccessTokens
 from .config import Settings
 from .connections.endpoints import router as connections_router
-from .db import create_engine, sessionmaker
+from .db import create_engine, sessionmaker, writer_engine
 from .domain import Clock, system_clock
 from .health.endpoints import router as health_router
 from .invitations.endpoints import router as invitations_router
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         maker = sessionmaker(engine)
         secret = settings.secret_key or await load_secret(maker, "access_token_key", clock)
-        batcher = WriteBatcher(maker, max_batch=settings.max_batch)
+        batcher = WriteBatcher(sessionmaker(writer_engine(engine)), max_batch=settings.max_batch)
         await batcher.start()
         app.state.services = Services(
             settings=settings,

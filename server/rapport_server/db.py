@@ -52,9 +52,20 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     # pysqlite's own transaction handling does not emit BEGIN for SAVEPOINT use; take it
     # over (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional DDL").
+    # Readers begin deferred (a WAL snapshot, no lock); the one writer (the write batcher,
+    # see ``writer_engine``) takes the write lock up front so it never has to upgrade.
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = conn.get_execution_options().get(WRITER_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+WRITER_OPTION = "rapport_writer"
+
+
+def writer_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (and pool), marked so SQLite transactions begin IMMEDIATE."""
+    return engine.execution_options(**{WRITER_OPTION: True})
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rapport_protocol.errors import ProtocolError
@@ -81,6 +82,14 @@ def install(app: FastAPI) -> None:
         return problem_response(
             request, status=503, code="store_unavailable", title="Storage temporarily unavailable",
             detail="nothing was changed; retry", headers={"Retry-After": "1"}, retry_after=1,
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # A uniqueness race lost to a concurrent request (the unit was rolled back).
+        return problem_response(
+            request, status=409, code="conflict", title="Conflicting concurrent change",
+            detail="another request changed the same thing first; nothing was applied",
         )
 
     @app.exception_handler(RequestValidationError)

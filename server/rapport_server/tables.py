@@ -115,7 +115,8 @@ class LogEntry(Base):
 
     __tablename__ = "log_entries"
     __table_args__ = (
-        UniqueConstraint("cid", "object_id"),
+        # object_id first: the same index answers "was this object ever seen?".
+        UniqueConstraint("object_id", "cid"),
         Index("ix_log_entries_cid_seq", "cid", "seq"),
     )
 

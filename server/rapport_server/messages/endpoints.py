@@ -75,6 +75,7 @@ async def inbox(
             return await conn_repo.release_held(ctx.session, subject.party_id, now)
 
         await svc.batcher.submit(release)
+        await session.rollback()  # end the read snapshot taken before the release
     after = decode_cursor(page.cursor, int) or 0
     rows = await service.inbox(session, subject, after=after, limit=page.limit + 1, cid=cid,
                                unacked=unacked)

@@ -81,6 +81,9 @@ async def broadcast(ctx: UnitContext, subject: Subject, obj: SignedObject, now: 
     body = obj.body
     assert isinstance(body, MessageBody)
     session = ctx.session
+    seen = await session.execute(select(LogEntry.seq).where(LogEntry.object_id == obj.id).limit(1))
+    if seen.first() is not None:
+        raise DomainError("this broadcast was already delivered", status=409, code="replayed")
     query = (
         select(Connection)
         .where(
