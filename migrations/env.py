@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy.engine import Connection
-
 from rapport_server import tables  # noqa: F401  (registers every table on the metadata)
 from rapport_server.config import Settings
 from rapport_server.db import Base, create_engine
+from sqlalchemy.engine import Connection
 
 config = context.config
 target_metadata = Base.metadata

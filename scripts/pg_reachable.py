@@ -1,4 +1,4 @@
-"""Exit 0 when the PostgreSQL server named by the SQLAlchemy URL in argv[1] accepts a TCP connection."""
+"""Exit 0 when the PostgreSQL server of the SQLAlchemy URL in argv[1] accepts connections."""
 
 import socket
 import sys

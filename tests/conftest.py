@@ -25,13 +25,14 @@ def backend() -> str:
 
 async def _pg_admin(url: str, statement: str) -> None:
     import asyncpg
-
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     conn = await asyncpg.connect(
-        host=parsed.host or "127.0.0.1", port=parsed.port or 5432,
-        user=parsed.username or "postgres", password=parsed.password,
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
         database=parsed.database or "test",
     )
     try:
@@ -75,7 +76,6 @@ def fresh_database_url(tmp_path: Path) -> Iterator[str]:
             asyncio.run(_pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     else:
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 from joserfc import jwt
 from joserfc.jwk import OKPKey
-
 from rapport_protocol import MessageType, SigningKey, sign
 from rapport_protocol.canonical import b64url
 
@@ -36,13 +35,33 @@ class FakeClock:
         self.now += seconds
 
 
-def assertion(key: SigningKey, audience: str, now: int, *, jti: str | None = None,
-              alg: str = "Ed25519", lifetime: int = 120, **overrides: Any) -> str:
+def assertion(
+    key: SigningKey,
+    audience: str,
+    now: int,
+    *,
+    jti: str | None = None,
+    alg: str = "Ed25519",
+    lifetime: int = 120,
+    **overrides: Any,
+) -> str:
     """A client assertion JWT, as the SDK would build it."""
-    jwk = OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "d": b64url(key.seed),
-                             "x": b64url(key.verify_key.public_key)})
-    claims = {"iss": key.did, "sub": key.did, "aud": audience, "iat": now,
-              "exp": now + lifetime, "jti": jti or secrets.token_urlsafe(16)}
+    jwk = OKPKey.import_key(
+        {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "d": b64url(key.seed),
+            "x": b64url(key.verify_key.public_key),
+        }
+    )
+    claims = {
+        "iss": key.did,
+        "sub": key.did,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": jti or secrets.token_urlsafe(16),
+    }
     claims.update(overrides)
     import warnings
 
@@ -70,20 +89,27 @@ class Actor:
 
     async def register(self, kind: str, name: str) -> dict[str, Any]:
         self.kind = kind
-        r = await self.http.post(f"{self.base_url}/v1/parties", json={
-            "kind": kind, "display_name": name,
-            "assertion": assertion(self.key, f"{self.base_url}/v1/parties", self.clock()),
-        })
+        r = await self.http.post(
+            f"{self.base_url}/v1/parties",
+            json={
+                "kind": kind,
+                "display_name": name,
+                "assertion": assertion(self.key, f"{self.base_url}/v1/parties", self.clock()),
+            },
+        )
         assert r.status_code == 201, r.text
         self.party_id = r.json()["id"]
         await self.login()
         return dict(r.json())
 
     async def login(self) -> None:
-        r = await self.http.post(f"{self.base_url}/v1/oauth/token", data={
-            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            "assertion": assertion(self.key, f"{self.base_url}/v1/oauth/token", self.clock()),
-        })
+        r = await self.http.post(
+            f"{self.base_url}/v1/oauth/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": assertion(self.key, f"{self.base_url}/v1/oauth/token", self.clock()),
+            },
+        )
         assert r.status_code == 200, r.text
         self.token = r.json()["access_token"]
 
@@ -101,8 +127,15 @@ class Actor:
     async def put(self, path: str, json: Any = None) -> httpx.Response:
         return await self.http.put(self.base_url + path, json=json, headers=self.headers)
 
-    def sign(self, mtype: MessageType, body: Any, cid: str | None = None, *, advance: bool = True,
-             **headers: Any) -> dict[str, Any]:
+    def sign(
+        self,
+        mtype: MessageType,
+        body: Any,
+        cid: str | None = None,
+        *,
+        advance: bool = True,
+        **headers: Any,
+    ) -> dict[str, Any]:
         """Sign the next object of this actor's chain in ``cid`` (or an unchained one)."""
         seq, prev = self.chains.get(cid, (0, None)) if cid else (0, None)
         if cid is not None:
@@ -115,8 +148,9 @@ class Actor:
     def rewind(self, cid: str, seq: int, prev: str | None) -> None:
         self.chains[cid] = (seq, prev)
 
-    async def act(self, method: str, path: str, mtype: MessageType, body: Any, cid: str | None,
-                  **headers: Any) -> httpx.Response:
+    async def act(
+        self, method: str, path: str, mtype: MessageType, body: Any, cid: str | None, **headers: Any
+    ) -> httpx.Response:
         """Sign and send; when refused, the chain is not advanced."""
         before = self.chains.get(cid) if cid else None
         obj = self.sign(mtype, body, cid, **headers)
@@ -129,13 +163,24 @@ class Actor:
                 self.chains[cid] = before
         return r
 
-    async def invite(self, *, offered: list[dict[str, Any]] | None = None,
-                     requested: list[dict[str, Any]] | None = None, multi_use: bool = False,
-                     to: list[str] | None = None, expires_in: int | None = None,
-                     label: str = "x") -> httpx.Response:
-        body = {"label": label, "kind": self.kind, "multi_use": multi_use,
-                "offered": offered or [], "requested": requested or [],
-                "nonce": secrets.token_urlsafe(12)}
+    async def invite(
+        self,
+        *,
+        offered: list[dict[str, Any]] | None = None,
+        requested: list[dict[str, Any]] | None = None,
+        multi_use: bool = False,
+        to: list[str] | None = None,
+        expires_in: int | None = None,
+        label: str = "x",
+    ) -> httpx.Response:
+        body = {
+            "label": label,
+            "kind": self.kind,
+            "multi_use": multi_use,
+            "offered": offered or [],
+            "requested": requested or [],
+            "nonce": secrets.token_urlsafe(12),
+        }
         extra: dict[str, Any] = {}
         if to:
             extra["to"] = to
@@ -144,24 +189,46 @@ class Actor:
         obj = self.sign(MessageType.INVITATION, body, None, **extra)
         return await self.post("/v1/invitations", {"object": obj})
 
-    async def accept(self, invitation_id: str, grants: list[dict[str, Any]] | None = None,
-                     label: str = "y") -> httpx.Response:
+    async def accept(
+        self, invitation_id: str, grants: list[dict[str, Any]] | None = None, label: str = "y"
+    ) -> httpx.Response:
         from rapport_protocol import derive_cid
 
         cid = derive_cid(invitation_id, self.did)
-        body = {"invitation": invitation_id, "label": label, "kind": self.kind,
-                "grants": grants or []}
-        return await self.act("POST", f"/v1/invitations/{invitation_id}/accept",
-                              MessageType.ACCEPT, body, cid, thid=invitation_id)
+        body = {
+            "invitation": invitation_id,
+            "label": label,
+            "kind": self.kind,
+            "grants": grants or [],
+        }
+        return await self.act(
+            "POST",
+            f"/v1/invitations/{invitation_id}/accept",
+            MessageType.ACCEPT,
+            body,
+            cid,
+            thid=invitation_id,
+        )
 
-    async def send(self, cid: str, topic: str, content: str = "hello",
-                   **kw: Any) -> httpx.Response:
-        return await self.act("POST", f"/v1/connections/{cid}/messages", MessageType.MESSAGE,
-                              {"topic": topic}, cid, payload=content, **kw)
+    async def send(self, cid: str, topic: str, content: str = "hello", **kw: Any) -> httpx.Response:
+        return await self.act(
+            "POST",
+            f"/v1/connections/{cid}/messages",
+            MessageType.MESSAGE,
+            {"topic": topic},
+            cid,
+            payload=content,
+            **kw,
+        )
 
 
-async def connect(business: Actor, person: Actor, *, person_grants: list[dict[str, Any]],
-                  business_grants: list[dict[str, Any]] | None = None) -> str:
+async def connect(
+    business: Actor,
+    person: Actor,
+    *,
+    person_grants: list[dict[str, Any]],
+    business_grants: list[dict[str, Any]] | None = None,
+) -> str:
     """The business invites; the person accepts with ``person_grants``. Returns the cid."""
     r = await business.invite(offered=business_grants or [], requested=person_grants)
     assert r.status_code == 201, r.text
@@ -180,16 +247,18 @@ def free_port() -> int:
 async def live_server(database_url: str, clock: FakeClock, **settings: Any) -> AsyncIterator[str]:
     """Run the app under uvicorn on 127.0.0.1 in a thread; yield its base URL."""
     import uvicorn
-
     from rapport_server.app import create_app
     from rapport_server.config import Settings
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = create_app(Settings(database_url=database_url, public_url=base, migrate_on_start=True,
-                              **settings), clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    app = create_app(
+        Settings(database_url=database_url, public_url=base, migrate_on_start=True, **settings),
+        clock=clock,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from . import constraints, errors
 from .envelope import SignedObject
 from .state import ConnectionState
-from .types import FavourRequestBody, MessageBody, MessageType
+from .types import FavourRequestBody, MessageBody
 
 
 @dataclass(frozen=True, slots=True)

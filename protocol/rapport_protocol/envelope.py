@@ -91,7 +91,7 @@ def _check_shape(raw: Any) -> tuple[MessageType, BaseModel]:
     if not isinstance(raw, dict):
         raise errors.EnvelopeError("a signed object is a JSON object")
     keys = raw.keys()
-    if not _REQUIRED <= keys:
+    if not keys >= _REQUIRED:
         raise errors.EnvelopeError(f"missing members: {sorted(_REQUIRED - keys)}")
     if not keys <= _MEMBERS:
         raise errors.EnvelopeError(f"unknown members: {sorted(keys - _MEMBERS)}")
@@ -114,7 +114,11 @@ def _check_shape(raw: Any) -> tuple[MessageType, BaseModel]:
     proof = raw["proof"]
     if not isinstance(proof, dict) or proof.keys() != _PROOF_MEMBERS:
         raise errors.EnvelopeError("'proof' has exactly the members type, kid and sig")
-    if proof["type"] != PROOF_TYPE or type(proof["kid"]) is not str or type(proof["sig"]) is not str:
+    if (
+        proof["type"] != PROOF_TYPE
+        or type(proof["kid"]) is not str
+        or type(proof["sig"]) is not str
+    ):
         raise errors.EnvelopeError(f"'proof.type' must be {PROOF_TYPE!r}")
     if type(raw["body"]) is not dict:
         raise errors.EnvelopeError("'body' must be an object")
@@ -266,7 +270,12 @@ def sign(
         "seq": seq,
         "body": body_json,
     }
-    for name, value in (("cid", cid), ("prev", prev), ("thid", thid), ("expires_time", expires_time)):
+    for name, value in (
+        ("cid", cid),
+        ("prev", prev),
+        ("thid", thid),
+        ("expires_time", expires_time),
+    ):
         if value is not None:
             unsigned[name] = value
     if to:

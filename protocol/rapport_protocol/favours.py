@@ -17,7 +17,13 @@ from .envelope import SignedObject
 from .types import FavourRequestBody, FavourStepBody, MessageType
 
 FavourStatus = Literal[
-    "requested", "accepted", "declined", "withdrawn", "expired", "fulfilled", "acknowledged",
+    "requested",
+    "accepted",
+    "declined",
+    "withdrawn",
+    "expired",
+    "fulfilled",
+    "acknowledged",
     "cancelled",
 ]
 Actor = Literal["requester", "doer"]
@@ -57,9 +63,9 @@ class Favour(BaseModel):
 
     def status_at(self, now: int) -> FavourStatus:
         """The status, with ``expired`` derived for a request left unanswered too long."""
-        if self.status == "requested" and self.expires_time is not None:
-            if now >= self.expires_time:
-                return "expired"
+        expires = self.expires_time
+        if self.status == "requested" and expires is not None and now >= expires:
+            return "expired"
         return self.status
 
 
@@ -154,6 +160,10 @@ def ledger(favours: dict[str, Favour], now: int) -> tuple[LedgerSide, LedgerSide
         elif status in FAVOUR_OPEN:
             open_asks[favour.requester] += 1
     return (
-        LedgerSide(given=given[0], received=received[0], returned=returned[0], open_asks=open_asks[0]),
-        LedgerSide(given=given[1], received=received[1], returned=returned[1], open_asks=open_asks[1]),
+        LedgerSide(
+            given=given[0], received=received[0], returned=returned[0], open_asks=open_asks[0]
+        ),
+        LedgerSide(
+            given=given[1], received=received[1], returned=returned[1], open_asks=open_asks[1]
+        ),
     )

@@ -47,7 +47,7 @@ T = MessageType
 # status's row is refused there (``connection_severed`` once severed, else
 # ``invalid_transition``); the ``expired`` state of an invitation is not stored but
 # derived from ``now`` (see :meth:`ConnectionState.status_at`).
-_ACTIVE_SELF = {
+_ACTIVE_SELF: dict[MessageType, Status] = {
     t: "active"
     for t in (
         T.GRANT_ISSUE,
@@ -149,9 +149,9 @@ class ConnectionState(_Frozen):
 
     def status_at(self, now: int) -> str:
         """``status``, or ``expired`` for an invitation whose expiry has passed."""
-        if self.status == "invited" and self.invitation_expires is not None:
-            if now >= self.invitation_expires:
-                return "expired"
+        expires = self.invitation_expires
+        if self.status == "invited" and expires is not None and now >= expires:
+            return "expired"
         return self.status
 
     def grant_for(self, grantor: int, scope: str, topic: str) -> Grant | None:
@@ -250,7 +250,12 @@ def _respond(state: ConnectionState, obj: SignedObject, now: int) -> ConnectionS
         raise errors.ChainBroken("the acceptor's chain starts at seq 1")
     heads = (state.heads[0], ChainHead(seq=1, last=obj.id))
     base = state.model_copy(
-        update={"cid": obj.cid, "dids": (state.dids[0], obj.sender), "heads": heads, "last_time": now}
+        update={
+            "cid": obj.cid,
+            "dids": (state.dids[0], obj.sender),
+            "heads": heads,
+            "last_time": now,
+        }
     )
     if isinstance(body, DeclineBody):
         return base.model_copy(update={"status": "declined", "grants": {}})
@@ -338,7 +343,9 @@ def _grant_amend(state: ConnectionState, role: int, obj: SignedObject, now: int)
     )
 
 
-def _grant_revoke(state: ConnectionState, role: int, obj: SignedObject, now: int) -> ConnectionState:
+def _grant_revoke(
+    state: ConnectionState, role: int, obj: SignedObject, now: int
+) -> ConnectionState:
     body = obj.body
     assert isinstance(body, GrantRevokeBody)
     old = _current_grant(state, role, body.grant_id)

@@ -103,10 +103,7 @@ def loads(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Any:
     Raises a :class:`~rapport_protocol.errors.JsonError` subclass describing the first
     problem found.
     """
-    if isinstance(data, str):
-        raw = data.encode("utf-8", "surrogatepass")
-    else:
-        raw = bytes(data)
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     if len(raw) > limits.max_bytes:
         raise errors.JsonTooLarge(f"document larger than {limits.max_bytes} bytes")
     try:

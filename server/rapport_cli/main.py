@@ -24,8 +24,11 @@ def serve(
         str | None, typer.Option(envvar="RAPPORT_DATABASE_URL", help="SQLAlchemy async URL.")
     ] = None,
     migrate: Annotated[
-        bool | None, typer.Option("--migrate/--no-migrate", help="Apply migrations first "
-                                  "(default: yes for SQLite, no for PostgreSQL).")
+        bool | None,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="Apply migrations first (default: yes for SQLite, no for PostgreSQL).",
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
@@ -34,7 +37,6 @@ def serve(
     import os
 
     import uvicorn
-
     from rapport_server.config import Settings
 
     if database_url:
@@ -92,8 +94,9 @@ def keygen(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Create a new Ed25519 key and print its did:key."""
-    from rapport_cli.keyfile import save_key
     from rapport_protocol import SigningKey
+
+    from rapport_cli.keyfile import save_key
 
     if out.exists() and not force:
         typer.echo(f"{out} exists; use --force to overwrite", err=True)

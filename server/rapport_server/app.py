@@ -38,7 +38,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.migrate_on_start if settings.migrate_on_start is not None else settings.is_sqlite:
+        if (
+            settings.migrate_on_start
+            if settings.migrate_on_start is not None
+            else settings.is_sqlite
+        ):
             from .migrate import upgrade
 
             await upgrade(settings.database_url)

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     )
     secret_key: str | None = Field(
         default=None,
-        description="Key for access tokens (≥ 32 chars). Unset: one is generated and kept in the DB.",
+        description="Key for access tokens (≥ 32 chars); unset: generated once, kept in the DB.",
     )
     access_token_ttl: int = Field(default=900, ge=60, le=86400)
     assertion_max_age: int = Field(default=300, ge=30, le=3600)

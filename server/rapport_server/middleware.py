@@ -46,10 +46,9 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await self._reject(scope, send)
-                return
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._reject(scope, send)
+            return
         # Buffer the body (bounded by max_bytes) so an oversize one is refused before the
         # application sees a byte of it; then replay it.
         chunks: list[bytes] = []

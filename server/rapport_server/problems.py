@@ -8,10 +8,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from rapport_protocol.errors import ProtocolError
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from rapport_protocol.errors import ProtocolError
 
 from .domain import DomainError
 from .protocol_errors import to_problem
@@ -69,8 +68,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return problem_response(
-            request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail,
-            headers=exc.headers, **exc.extra,
+            request,
+            status=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            headers=exc.headers,
+            **exc.extra,
         )
 
     @app.exception_handler(ProtocolError)
@@ -80,26 +84,41 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return problem_response(
-            request, status=503, code="store_unavailable", title="Storage temporarily unavailable",
-            detail="nothing was changed; retry", headers={"Retry-After": "1"}, retry_after=1,
+            request,
+            status=503,
+            code="store_unavailable",
+            title="Storage temporarily unavailable",
+            detail="nothing was changed; retry",
+            headers={"Retry-After": "1"},
+            retry_after=1,
         )
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
         # A uniqueness race lost to a concurrent request (the unit was rolled back).
         return problem_response(
-            request, status=409, code="conflict", title="Conflicting concurrent change",
+            request,
+            status=409,
+            code="conflict",
+            title="Conflicting concurrent change",
             detail="another request changed the same thing first; nothing was applied",
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            {
+                "loc": list(e.get("loc", ())),
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
             for e in exc.errors()[:20]
         ]
         return problem_response(
-            request, status=422, code="validation_error", title="Request is not valid",
+            request,
+            status=422,
+            code="validation_error",
+            title="Request is not valid",
             errors=details,
         )
 
@@ -108,8 +127,11 @@ def install(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(
-            request, status=exc.status_code, code=code,
-            title=code.replace("_", " ").capitalize(), detail=detail,
+            request,
+            status=exc.status_code,
+            code=code,
+            title=code.replace("_", " ").capitalize(),
+            detail=detail,
             headers=dict(exc.headers or {}),
         )
 
@@ -117,5 +139,8 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled_error", error=type(exc).__name__, path=request.url.path)
         return problem_response(
-            request, status=500, code="internal_error", title="Internal error",
+            request,
+            status=500,
+            code="internal_error",
+            title="Internal error",
         )

@@ -64,5 +64,6 @@ def to_problem(exc: errors.ProtocolError) -> DomainError:
             extra[key] = exc.extra[key]
     title = _TITLES.get(exc.code, exc.code.replace("_", " ").capitalize())
     detail = exc.detail if exc.detail != exc.code else title
-    return DomainError(detail, status=status_for(exc), code=exc.code, title=title, headers=headers,
-                       **extra)
+    return DomainError(
+        detail, status=status_for(exc), code=exc.code, title=title, headers=headers, **extra
+    )

@@ -6,7 +6,6 @@ import json
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from rapport_protocol import ConnectionState
 from rapport_protocol.favours import Favour as FavourState
 from rapport_protocol.favours import LedgerSide
@@ -41,8 +40,13 @@ class Party(Out):
     @classmethod
     def of(cls, row: PartyRow) -> Party:
         return cls(
-            id=row.id, kind=row.kind, did=row.did, display_name=row.display_name,  # type: ignore[arg-type]
-            profile_url=row.profile_url, logo_url=row.logo_url, created_time=row.created_at,
+            id=row.id,
+            kind="business" if row.kind == "business" else "person",
+            did=row.did,
+            display_name=row.display_name,
+            profile_url=row.profile_url,
+            logo_url=row.logo_url,
+            created_time=row.created_at,
         )
 
 

@@ -63,7 +63,7 @@ async def load_secret(
         found = await session.get(ServerSecret, name)
         if found is not None:
             return found.value
-        dialect = session.bind.dialect.name
+        dialect = session.get_bind().dialect.name
         insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
         await session.execute(
             insert_fn(ServerSecret)

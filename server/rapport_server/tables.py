@@ -171,7 +171,9 @@ class ActiveGrant(Base):
     source of truth; this table is rewritten with it in the same transaction)."""
 
     __tablename__ = "active_grants"
-    __table_args__ = (Index("ix_active_grants_grantee_scope_topic", "grantee_id", "scope", "topic"),)
+    __table_args__ = (
+        Index("ix_active_grants_grantee_scope_topic", "grantee_id", "scope", "topic"),
+    )
 
     cid: Mapped[str] = mapped_column(ForeignKey("connections.cid"), primary_key=True)
     grantor_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), primary_key=True)

@@ -12,11 +12,10 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from rapport_protocol import envelope, errors, strict_json
 from rapport_protocol.envelope import SignedObject
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from .domain import Conflict, DomainError, Subject, Unauthenticated
 from .parties import service as parties
@@ -51,8 +50,9 @@ async def current_subject(
 ) -> Subject:
     """The party behind the bearer token. The token must name the party's current key."""
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise Unauthenticated("send 'Authorization: Bearer <access token>'",
-                              headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthenticated(
+            "send 'Authorization: Bearer <access token>'", headers={"WWW-Authenticate": "Bearer"}
+        )
     party_id, did = svc.tokens.check(authorization[7:].strip(), svc.clock())
     cached = svc.parties.get(party_id)
     if cached is None:
@@ -97,8 +97,9 @@ async def signed_object(request: Request, svc: ServicesDep) -> SignedObject:
     try:
         doc = strict_json.loads(raw, limits)
         if not isinstance(doc, dict) or set(doc) != {"object"}:
-            raise DomainError("the body is {\"object\": <signed object>}", status=422,
-                              code="validation_error")
+            raise DomainError(
+                'the body is {"object": <signed object>}', status=422, code="validation_error"
+            )
         return envelope.verify(doc["object"], now=svc.clock(), skew=svc.settings.clock_skew_seconds)
     except errors.ProtocolError as exc:
         raise to_problem(exc) from None
@@ -132,8 +133,9 @@ def decode_cursor(cursor: str | None, kind: type[str] | type[int]) -> Any:
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, UnicodeDecodeError):
-        raise DomainError("cursor is not one this server issued", status=400,
-                          code="invalid_cursor") from None
+        raise DomainError(
+            "cursor is not one this server issued", status=400, code="invalid_cursor"
+        ) from None
     if type(value) is not kind:
         raise DomainError("cursor is not one this server issued", status=400, code="invalid_cursor")
     return value
@@ -162,8 +164,11 @@ async def run_write(
         result = await svc.batcher.submit(unit)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
     if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
-        raise DomainError("Idempotency-Key is 1 to 255 printable ASCII characters", status=400,
-                          code="invalid_idempotency_key")
+        raise DomainError(
+            "Idempotency-Key is 1 to 255 printable ASCII characters",
+            status=400,
+            code="invalid_idempotency_key",
+        )
     body = await request.body()
     digest = hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
@@ -173,22 +178,32 @@ async def run_write(
         found = await ctx.session.get(IdempotencyRecord, (subject_id, key))
         if found is not None:
             if found.request_hash != digest:
-                raise DomainError("this Idempotency-Key was used with another request",
-                                  status=422, code="idempotency_key_reused")
+                raise DomainError(
+                    "this Idempotency-Key was used with another request",
+                    status=422,
+                    code="idempotency_key_reused",
+                )
             return found.status_code, found.response, True
         result = await unit(ctx)
         text = result.model_dump_json()
-        ctx.session.add(IdempotencyRecord(
-            party_id=subject_id, key=key, request_hash=digest, status_code=status_code,
-            response=text, created_at=svc.clock(),
-        ))
+        ctx.session.add(
+            IdempotencyRecord(
+                party_id=subject_id,
+                key=key,
+                request_hash=digest,
+                status_code=status_code,
+                response=text,
+                created_at=svc.clock(),
+            )
+        )
         await ctx.session.flush()
         return status_code, text, False
 
     try:
         code, text, replayed = await svc.batcher.submit(idempotent)
     except IntegrityError:
-        raise Conflict("a request with this Idempotency-Key is in progress",
-                       code="idempotency_in_progress") from None
+        raise Conflict(
+            "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
+        ) from None
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return Response(text, status_code=code, media_type="application/json", headers=headers)

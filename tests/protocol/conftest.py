@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from rapport_protocol import ConnectionState, SigningKey, apply, derive_cid, sign
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.types import AcceptBody, GrantSpec, InvitationBody, MessageType
@@ -60,7 +59,9 @@ class Conn:
     state: ConnectionState
     log: list[tuple[dict[str, Any], int]]
 
-    def send(self, who: Party, mtype: MessageType, body: Any, at: int, **headers: Any) -> SignedObject:
+    def send(
+        self, who: Party, mtype: MessageType, body: Any, at: int, **headers: Any
+    ) -> SignedObject:
         """Sign, apply (raising on refusal) and record one object."""
         obj = who.make(mtype, body, cid=self.cid, at=at, **headers)
         self.state = apply(self.state, obj, at)
@@ -102,7 +103,11 @@ def conn() -> Conn:
     return connect(
         person_grants=[
             GrantSpec.model_validate(
-                {"scope": "message", "topic": "order_updates", "rate": {"count": 3, "period": "P1D"}}
+                {
+                    "scope": "message",
+                    "topic": "order_updates",
+                    "rate": {"count": 3, "period": "P1D"},
+                }
             ),
             GrantSpec.model_validate({"scope": "message", "topic": "security"}),
             GrantSpec.model_validate({"scope": "favour", "topic": "review"}),

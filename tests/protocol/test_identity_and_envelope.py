@@ -5,7 +5,6 @@ import copy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rapport_protocol import SigningKey, errors, parse, parse_did, sign, verify
 from rapport_protocol.canonical import canonicalize
 from rapport_protocol.identity import did_of_kid
@@ -149,7 +148,9 @@ def test_payload_can_be_erased_and_the_object_still_verifies() -> None:
 
 
 def test_broadcast_message_has_no_cid_and_seq_zero() -> None:
-    raw = sign(KEY, MessageType.MESSAGE, {"topic": "news"}, created_time=T0, payload="all").to_json()
+    raw = sign(
+        KEY, MessageType.MESSAGE, {"topic": "news"}, created_time=T0, payload="all"
+    ).to_json()
     assert "cid" not in raw and raw["seq"] == 0
     assert verify(raw, now=T0).broadcast
     with pytest.raises(errors.EnvelopeError):

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rapport_protocol import decide, errors
 from rapport_protocol.decision import Allowed, Refused
 from rapport_protocol.favours import FAVOUR_OPEN
@@ -46,7 +45,9 @@ class Reference:
             if (until is None or now < until) and topic not in exempt and mode == "reject":
                 return "muted"
         if count is not None:
-            used = [t for tp, t in self.sent[self.epoch[topic] :] if tp == topic and t > now - period]
+            used = [
+                t for tp, t in self.sent[self.epoch[topic] :] if tp == topic and t > now - period
+            ]
             if len(used) >= count:
                 return "rate_exceeded"
         return "allowed"
@@ -108,7 +109,9 @@ def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tupl
                 now += event[1]
             elif kind == "send":
                 topic = event[1]
-                probe = conn.business.make(M.MESSAGE, {"topic": topic, "content": "x"}, cid=conn.cid, at=now)
+                probe = conn.business.make(
+                    M.MESSAGE, {"topic": topic, "content": "x"}, cid=conn.cid, at=now
+                )
                 verdict = decide(conn.state, probe, now)
                 expected = ref.decide(topic, now)
                 got = "allowed" if isinstance(verdict, Allowed) else verdict.code
@@ -128,11 +131,17 @@ def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tupl
                 current = conn.state.grant_for(1, "message", topic)
                 exact = current is not None and current.spec.topic == topic
                 if exact and current is not None:
-                    conn.send(conn.person, M.GRANT_AMEND, {"replaces": current.id, "grant": spec}, now)
+                    conn.send(
+                        conn.person, M.GRANT_AMEND, {"replaces": current.id, "grant": spec}, now
+                    )
                 else:
                     conn.send(conn.person, M.GRANT_ISSUE, {"grant": spec}, now)
                     ref.epoch[topic] = len(ref.sent)
-                ref.grants[topic] = (count, PERIODS[period], None if expires_in is None else now + expires_in)
+                ref.grants[topic] = (
+                    count,
+                    PERIODS[period],
+                    None if expires_in is None else now + expires_in,
+                )
             elif kind == "revoke":
                 current = conn.state.grant_for(1, "message", event[1])
                 if current is not None:

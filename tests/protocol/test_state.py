@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from rapport_protocol import SigningKey, apply, decide, derive_cid, errors, sign, verify_log
 from rapport_protocol.decision import Allowed, Refused
 from rapport_protocol.favours import ledger
@@ -106,13 +105,17 @@ def test_amend_is_compare_and_swap_on_the_previous_grant_id(conn: Conn) -> None:
     assert conn.state.grants[old].status == "superseded"
     # The business cannot amend what the person granted.
     with pytest.raises(errors.GrantNotFound):
-        conn.send(conn.business, M.GRANT_AMEND, {"replaces": probe_grant(conn), "grant": narrowed}, T0 + 3)
+        conn.send(
+            conn.business, M.GRANT_AMEND, {"replaces": probe_grant(conn), "grant": narrowed}, T0 + 3
+        )
 
 
 def test_amend_keeps_rate_usage(conn: Conn) -> None:
     conn.send(conn.business, M.MESSAGE, msg("order_updates"), T0 + 1)
     narrowed = {"scope": "message", "topic": "order_updates", "rate": {"count": 1, "period": "P1D"}}
-    conn.send(conn.person, M.GRANT_AMEND, {"replaces": probe_grant(conn), "grant": narrowed}, T0 + 2)
+    conn.send(
+        conn.person, M.GRANT_AMEND, {"replaces": probe_grant(conn), "grant": narrowed}, T0 + 2
+    )
     with pytest.raises(errors.RateExceeded):
         conn.send(conn.business, M.MESSAGE, msg("order_updates"), T0 + 3)
 
@@ -124,10 +127,18 @@ def test_revoke_then_issue_again(conn: Conn) -> None:
         conn.send(conn.business, M.MESSAGE, msg("order_updates"), T0 + 2)
     with pytest.raises(errors.GrantConflict):
         conn.send(conn.person, M.GRANT_REVOKE, {"grant_id": gid}, T0 + 3)
-    conn.send(conn.person, M.GRANT_ISSUE, {"grant": {"scope": "message", "topic": "order_updates"}}, T0 + 4)
+    conn.send(
+        conn.person,
+        M.GRANT_ISSUE,
+        {"grant": {"scope": "message", "topic": "order_updates"}},
+        T0 + 4,
+    )
     with pytest.raises(errors.GrantExists):
         conn.send(
-            conn.person, M.GRANT_ISSUE, {"grant": {"scope": "message", "topic": "order_updates"}}, T0 + 5
+            conn.person,
+            M.GRANT_ISSUE,
+            {"grant": {"scope": "message", "topic": "order_updates"}},
+            T0 + 5,
         )
     conn.send(conn.business, M.MESSAGE, msg("order_updates"), T0 + 6)
 
@@ -146,7 +157,11 @@ def test_expired_grant_is_refused_with_its_own_code() -> None:
 
 def test_quiet_hours_are_local_time_and_cross_midnight() -> None:
     quiet = {"start": "22:00", "end": "07:00", "tz": "Europe/Paris"}
-    c = connect(person_grants=[GrantSpec.model_validate({"scope": "message", "topic": "news", "quiet_hours": quiet})])
+    c = connect(
+        person_grants=[
+            GrantSpec.model_validate({"scope": "message", "topic": "news", "quiet_hours": quiet})
+        ]
+    )
     # T0 is 09:00 in Paris (UTC+1 in January): allowed.
     c.send(c.business, M.MESSAGE, msg("news"), T0)
     night = T0 + 14 * 3600  # 23:00 Paris
@@ -160,7 +175,11 @@ def test_quiet_hours_across_a_dst_change() -> None:
     from zoneinfo import ZoneInfo
 
     quiet = {"start": "01:00", "end": "04:00", "tz": "Europe/Paris"}
-    c = connect(person_grants=[GrantSpec.model_validate({"scope": "message", "topic": "news", "quiet_hours": quiet})])
+    c = connect(
+        person_grants=[
+            GrantSpec.model_validate({"scope": "message", "topic": "news", "quiet_hours": quiet})
+        ]
+    )
     at = int(datetime(2027, 3, 28, 1, 30, tzinfo=ZoneInfo("Europe/Paris")).timestamp())
     probe = c.business.make(M.MESSAGE, msg("news"), cid=c.cid, at=at)
     # Wall clock says 2.5 hours to go, but one hour is skipped: 1.5 hours really remain.
@@ -168,7 +187,9 @@ def test_quiet_hours_across_a_dst_change() -> None:
 
 
 def test_sever_is_terminal_and_ends_everything(conn: Conn) -> None:
-    req = conn.send(conn.person, M.FAVOUR_REQUEST, {"kind": "callback", "description": "call me"}, T0)
+    req = conn.send(
+        conn.person, M.FAVOUR_REQUEST, {"kind": "callback", "description": "call me"}, T0
+    )
     conn.send(conn.person, M.SEVER, {"data": "delete", "block_reinvite": True}, T0 + 1)
     st = conn.state
     assert st.status == "severed"
@@ -218,13 +239,20 @@ def test_favour_return_must_answer_a_favour_done_for_the_requester(conn: Conn) -
     ask = conn.send(conn.person, M.FAVOUR_REQUEST, {"kind": "callback", "description": "c"}, T0)
     with pytest.raises(errors.FavourReturnInvalid):  # not yet fulfilled
         conn.send(
-            conn.business, M.FAVOUR_REQUEST, {"kind": "review", "description": "r", "return_of": ask.id}, T0 + 1
+            conn.business,
+            M.FAVOUR_REQUEST,
+            {"kind": "review", "description": "r", "return_of": ask.id},
+            T0 + 1,
         )
 
 
 def test_unanswered_favour_expires_by_itself(conn: Conn) -> None:
     ask = conn.send(
-        conn.person, M.FAVOUR_REQUEST, {"kind": "callback", "description": "c"}, T0, expires_time=T0 + 60
+        conn.person,
+        M.FAVOUR_REQUEST,
+        {"kind": "callback", "description": "c"},
+        T0,
+        expires_time=T0 + 60,
     )
     assert conn.state.favours[ask.id].status_at(T0 + 60) == "expired"
     with pytest.raises(errors.FavourStateError):
@@ -241,12 +269,26 @@ def test_replay_and_chain_gaps_are_refused(conn: Conn) -> None:
     with pytest.raises(errors.Replayed):
         apply(conn.state, _resign_same(first), T0)
     gap = sign(
-        conn.business.key, M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=5, prev=first.id
+        conn.business.key,
+        M.MESSAGE,
+        {"topic": "order_updates"},
+        payload="hi",
+        created_time=T0,
+        cid=conn.cid,
+        seq=5,
+        prev=first.id,
     )
     with pytest.raises(errors.ChainBroken):
         apply(conn.state, gap, T0)
     wrong_prev = sign(
-        conn.business.key, M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=2, prev="0" * 64
+        conn.business.key,
+        M.MESSAGE,
+        {"topic": "order_updates"},
+        payload="hi",
+        created_time=T0,
+        cid=conn.cid,
+        seq=2,
+        prev="0" * 64,
     )
     with pytest.raises(errors.ChainBroken):
         apply(conn.state, wrong_prev, T0)
@@ -258,7 +300,15 @@ def _resign_same(obj):  # type: ignore[no-untyped-def]
 
 def test_stranger_and_wrong_connection_are_refused(conn: Conn) -> None:
     stranger = SigningKey.from_seed(b"\x33" * 32)
-    obj = sign(stranger, M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=1)
+    obj = sign(
+        stranger,
+        M.MESSAGE,
+        {"topic": "order_updates"},
+        payload="hi",
+        created_time=T0,
+        cid=conn.cid,
+        seq=1,
+    )
     with pytest.raises(errors.NotAParty):
         apply(conn.state, obj, T0)
     other = conn.business.make(M.MESSAGE, msg("order_updates"), cid="f" * 32, at=T0)
@@ -340,7 +390,14 @@ def test_key_rotation_moves_a_role_to_the_new_key(conn: Conn) -> None:
     conn.business.key = new
     conn.send(conn.business, M.MESSAGE, msg("order_updates"), T0 + 1)
     old = sign(
-        SigningKey.from_seed(b"\x11" * 32), M.MESSAGE, {"topic": "order_updates"}, payload="hi", created_time=T0, cid=conn.cid, seq=3, prev=conn.business.prev
+        SigningKey.from_seed(b"\x11" * 32),
+        M.MESSAGE,
+        {"topic": "order_updates"},
+        payload="hi",
+        created_time=T0,
+        cid=conn.cid,
+        seq=3,
+        prev=conn.business.prev,
     )
     with pytest.raises(errors.NotAParty):
         apply(conn.state, old, T0 + 2)
@@ -368,11 +425,15 @@ def test_log_verifies_from_signatures_alone_and_detects_tampering(conn: Conn) ->
 
 
 def test_broadcast_applies_to_each_connection_without_touching_chains(conn: Conn) -> None:
-    cast = sign(conn.business.key, M.MESSAGE, {"topic": "order_updates"}, created_time=T0, payload="hi")
+    cast = sign(
+        conn.business.key, M.MESSAGE, {"topic": "order_updates"}, created_time=T0, payload="hi"
+    )
     before = conn.state.heads
     after = apply(conn.state, cast, T0)
     assert after.heads == before
     assert after.grant_for(1, "message", "order_updates").usage == (T0,)  # type: ignore[union-attr]
-    stranger_cast = sign(SigningKey.from_seed(b"\x55" * 32), M.MESSAGE, {"topic": "x"}, created_time=T0, payload="")
+    stranger_cast = sign(
+        SigningKey.from_seed(b"\x55" * 32), M.MESSAGE, {"topic": "x"}, created_time=T0, payload=""
+    )
     with pytest.raises(errors.NotAParty):
         apply(conn.state, stranger_cast, T0)

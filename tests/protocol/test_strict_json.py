@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from rapport_protocol import errors
 from rapport_protocol.strict_json import Limits, loads
 
@@ -32,7 +31,9 @@ from rapport_protocol.strict_json import Limits, loads
         (b"", errors.JsonError),
     ],
 )
-def test_rejects_ambiguous_json_with_its_own_code(data: bytes, error: type[errors.JsonError]) -> None:
+def test_rejects_ambiguous_json_with_its_own_code(
+    data: bytes, error: type[errors.JsonError]
+) -> None:
     with pytest.raises(error) as info:
         loads(data)
     assert info.value.code == error.code
@@ -58,8 +59,10 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(-(2**53 - 1), 2**53 - 1)
     | st.text(st.characters(exclude_categories=["Cs"])),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"])), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"])), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

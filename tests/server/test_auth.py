@@ -7,8 +7,8 @@ import json
 
 import httpx
 import pytest
-
 from rapport_protocol import MessageType, SigningKey
+
 from tests.helpers import Actor, FakeClock, assertion
 
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -22,7 +22,9 @@ def b64(data: dict) -> str:  # type: ignore[type-arg]
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-async def test_token_exchange_accepts_both_ed25519_alg_names(person: Actor, clock: FakeClock) -> None:
+async def test_token_exchange_accepts_both_ed25519_alg_names(
+    person: Actor, clock: FakeClock
+) -> None:
     aud = f"{person.base_url}/v1/oauth/token"
     for alg in ("Ed25519", "EdDSA"):
         r = await token(person.http, person.base_url, assertion(person.key, aud, clock(), alg=alg))
@@ -32,22 +34,47 @@ async def test_token_exchange_accepts_both_ed25519_alg_names(person: Actor, cloc
 
 @pytest.mark.parametrize(
     "case",
-    ["alg_none", "hs256_with_public_key", "wrong_aud", "expired", "future", "too_long",
-     "other_key_kid", "no_jti", "iss_mismatch", "unknown_key", "garbage"],
+    [
+        "alg_none",
+        "hs256_with_public_key",
+        "wrong_aud",
+        "expired",
+        "future",
+        "too_long",
+        "other_key_kid",
+        "no_jti",
+        "iss_mismatch",
+        "unknown_key",
+        "garbage",
+    ],
 )
 async def test_bad_assertions_are_refused(case: str, person: Actor, clock: FakeClock) -> None:
     aud = f"{person.base_url}/v1/oauth/token"
     now = clock()
     key = person.key
     if case == "alg_none":
-        claims = {"iss": key.did, "sub": key.did, "aud": aud, "iat": now, "exp": now + 60, "jti": "x" * 16}
+        claims = {
+            "iss": key.did,
+            "sub": key.did,
+            "aud": aud,
+            "iat": now,
+            "exp": now + 60,
+            "jti": "x" * 16,
+        }
         jwt = b64({"alg": "none", "kid": key.kid}) + "." + b64(claims) + "."
     elif case == "hs256_with_public_key":
         import hashlib
         import hmac
 
         header = b64({"alg": "HS256", "kid": key.kid})
-        claims = {"iss": key.did, "sub": key.did, "aud": aud, "iat": now, "exp": now + 60, "jti": "y" * 16}
+        claims = {
+            "iss": key.did,
+            "sub": key.did,
+            "aud": aud,
+            "iat": now,
+            "exp": now + 60,
+            "jti": "y" * 16,
+        }
         signing = f"{header}.{b64(claims)}"
         mac = hmac.new(key.verify_key.public_key, signing.encode(), hashlib.sha256).digest()
         jwt = signing + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
@@ -62,7 +89,7 @@ async def test_bad_assertions_are_refused(case: str, person: Actor, clock: FakeC
     elif case == "other_key_kid":
         other = SigningKey.generate()
         jwt = assertion(key, aud, now)
-        head, body, sig = jwt.split(".")
+        _, body, sig = jwt.split(".")
         jwt = ".".join([b64({"alg": "Ed25519", "kid": other.kid, "typ": "JWT"}), body, sig])
     elif case == "no_jti":
         jwt = assertion(key, aud, now, jti="short")
@@ -86,16 +113,19 @@ async def test_replayed_assertion_is_refused(person: Actor, clock: FakeClock) ->
 
 
 async def test_unsupported_grant_type(person: Actor) -> None:
-    r = await person.http.post(f"{person.base_url}/v1/oauth/token",
-                               data={"grant_type": "password", "assertion": "x"})
+    r = await person.http.post(
+        f"{person.base_url}/v1/oauth/token", data={"grant_type": "password", "assertion": "x"}
+    )
     assert r.status_code == 400 and r.json()["code"] == "unsupported_grant_type"
 
 
 async def test_tampered_and_missing_tokens(person: Actor) -> None:
     r = await person.http.get(f"{person.base_url}/v1/parties/me")
     assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
-    r = await person.http.get(f"{person.base_url}/v1/parties/me",
-                              headers={"Authorization": "Bearer " + person.token[:-2] + "AA"})
+    r = await person.http.get(
+        f"{person.base_url}/v1/parties/me",
+        headers={"Authorization": "Bearer " + person.token[:-2] + "AA"},
+    )
     assert r.status_code == 401 and r.json()["code"] == "invalid_token"
     assert (await person.get("/v1/parties/me")).json()["did"] == person.did
 
@@ -107,28 +137,41 @@ async def test_token_expires(person: Actor, clock: FakeClock) -> None:
 
 
 async def test_register_twice_is_a_conflict(person: Actor, clock: FakeClock) -> None:
-    r = await person.http.post(f"{person.base_url}/v1/parties", json={
-        "kind": "person", "display_name": "Ann again",
-        "assertion": assertion(person.key, f"{person.base_url}/v1/parties", clock())})
+    r = await person.http.post(
+        f"{person.base_url}/v1/parties",
+        json={
+            "kind": "person",
+            "display_name": "Ann again",
+            "assertion": assertion(person.key, f"{person.base_url}/v1/parties", clock()),
+        },
+    )
     assert r.status_code == 409 and r.json()["code"] == "already_registered"
 
 
-async def test_key_rotation_retires_the_old_key(business: Actor, person: Actor, clock: FakeClock) -> None:
+async def test_key_rotation_retires_the_old_key(
+    business: Actor, person: Actor, clock: FakeClock
+) -> None:
     from tests.helpers import connect
 
     cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
     new = SigningKey.generate()
     rotation = person.sign(MessageType.KEY_ROTATION, {"new_key": new.did})
-    r = await person.post("/v1/parties/me/keys", {
-        "object": rotation,
-        "assertion": assertion(new, f"{person.base_url}/v1/parties/me/keys", clock()),
-    })
+    r = await person.post(
+        "/v1/parties/me/keys",
+        {
+            "object": rotation,
+            "assertion": assertion(new, f"{person.base_url}/v1/parties/me/keys", clock()),
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["did"] == new.did
     # The old token and the old key no longer work.
     assert (await person.get("/v1/parties/me")).status_code == 401
-    old_login = await token(person.http, person.base_url,
-                            assertion(person.key, f"{person.base_url}/v1/oauth/token", clock()))
+    old_login = await token(
+        person.http,
+        person.base_url,
+        assertion(person.key, f"{person.base_url}/v1/oauth/token", clock()),
+    )
     assert old_login.status_code == 400
     person.key = new
     await person.login()

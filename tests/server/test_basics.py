@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import httpx
-
 from rapport_protocol import MessageType
+
 from tests.helpers import Actor, connect
 
 M = MessageType

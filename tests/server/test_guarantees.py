@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-
 from rapport_protocol import MessageType
+
 from tests.helpers import Actor, connect
 
 M = MessageType
@@ -14,16 +14,19 @@ M = MessageType
 async def test_idempotency_key_replays_the_stored_response(business: Actor, person: Actor) -> None:
     cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
     obj = business.sign(M.MESSAGE, {"topic": "news"}, cid, payload="once")
-    first = await business.post(f"/v1/connections/{cid}/messages", {"object": obj},
-                                headers={"Idempotency-Key": "k-1"})
-    again = await business.post(f"/v1/connections/{cid}/messages", {"object": obj},
-                                headers={"Idempotency-Key": "k-1"})
+    first = await business.post(
+        f"/v1/connections/{cid}/messages", {"object": obj}, headers={"Idempotency-Key": "k-1"}
+    )
+    again = await business.post(
+        f"/v1/connections/{cid}/messages", {"object": obj}, headers={"Idempotency-Key": "k-1"}
+    )
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
     assert again.headers.get("idempotent-replayed") == "true"
     other = business.sign(M.MESSAGE, {"topic": "news"}, cid, payload="twice")
-    r = await business.post(f"/v1/connections/{cid}/messages", {"object": other},
-                            headers={"Idempotency-Key": "k-1"})
+    r = await business.post(
+        f"/v1/connections/{cid}/messages", {"object": other}, headers={"Idempotency-Key": "k-1"}
+    )
     assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
     inbox = (await person.get("/v1/messages", params={"cid": cid})).json()["data"]
     assert [m["content"] for m in inbox] == ["once"]
@@ -32,17 +35,21 @@ async def test_idempotency_key_replays_the_stored_response(business: Actor, pers
 async def test_replayed_object_is_refused(business: Actor, person: Actor) -> None:
     cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
     obj = business.sign(M.MESSAGE, {"topic": "news"}, cid, payload="x")
-    assert (await business.post(f"/v1/connections/{cid}/messages", {"object": obj})).status_code == 201
+    assert (
+        await business.post(f"/v1/connections/{cid}/messages", {"object": obj})
+    ).status_code == 201
     r = await business.post(f"/v1/connections/{cid}/messages", {"object": obj})
     assert r.status_code == 409 and r.json()["code"] == "replayed"
 
 
-async def test_hundred_concurrent_identical_sends_accept_exactly_one(business: Actor, person: Actor) -> None:
+async def test_hundred_concurrent_identical_sends_accept_exactly_one(
+    business: Actor, person: Actor
+) -> None:
     cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
     obj = business.sign(M.MESSAGE, {"topic": "news"}, cid, payload="race")
-    results = await asyncio.gather(*[
-        business.post(f"/v1/connections/{cid}/messages", {"object": obj}) for _ in range(100)
-    ])
+    results = await asyncio.gather(
+        *[business.post(f"/v1/connections/{cid}/messages", {"object": obj}) for _ in range(100)]
+    )
     codes = sorted(r.status_code for r in results)
     assert codes.count(201) == 1, codes
     assert set(codes) == {201, 409}
@@ -58,17 +65,34 @@ async def test_concurrent_grant_amendments_exactly_one_wins(business: Actor, per
     objects = []
     for count in (1, 2):
         person.rewind(cid, seq, prev)
-        objects.append(person.sign(M.GRANT_AMEND, {"replaces": grant["id"], "grant": {
-            "scope": "message", "topic": "news", "rate": {"count": count, "period": "PT1H"}}}, cid))
-    results = await asyncio.gather(*[
-        person.post(f"/v1/connections/{cid}/grants/{grant['id']}/amend", {"object": o}) for o in objects
-    ])
+        objects.append(
+            person.sign(
+                M.GRANT_AMEND,
+                {
+                    "replaces": grant["id"],
+                    "grant": {
+                        "scope": "message",
+                        "topic": "news",
+                        "rate": {"count": count, "period": "PT1H"},
+                    },
+                },
+                cid,
+            )
+        )
+    results = await asyncio.gather(
+        *[
+            person.post(f"/v1/connections/{cid}/grants/{grant['id']}/amend", {"object": o})
+            for o in objects
+        ]
+    )
     assert sorted(r.status_code for r in results) == [201, 409]
     grants = (await person.get(f"/v1/connections/{cid}/grants")).json()["granted_by_me"]
     assert len(grants) == 1 and grants[0]["replaces"] == grant["id"]
 
 
-async def test_oversize_and_malformed_bodies_are_problems_not_500s(business: Actor, person: Actor) -> None:
+async def test_oversize_and_malformed_bodies_are_problems_not_500s(
+    business: Actor, person: Actor
+) -> None:
     cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
     path = f"/v1/connections/{cid}/messages"
     cases = [
@@ -82,8 +106,11 @@ async def test_oversize_and_malformed_bodies_are_problems_not_500s(business: Act
         b'{"object": ' + b"[" * 100 + b"]" * 100 + b"}",
     ]
     for body in cases:
-        r = await business.http.post(business.base_url + path, content=body,
-                                     headers={**business.headers, "content-type": "application/json"})
+        r = await business.http.post(
+            business.base_url + path,
+            content=body,
+            headers={**business.headers, "content-type": "application/json"},
+        )
         assert 400 <= r.status_code < 500, (body[:40], r.status_code, r.text)
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"]
@@ -99,7 +126,9 @@ async def test_wrong_sender_and_wrong_type_are_refused(business: Actor, person: 
     assert r.status_code == 422 and r.json()["code"] == "type_mismatch"
 
 
-async def test_mute_hold_releases_messages_in_order_when_lifted(business: Actor, person: Actor) -> None:
+async def test_mute_hold_releases_messages_in_order_when_lifted(
+    business: Actor, person: Actor
+) -> None:
     cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
     r = await person.act("PUT", f"/v1/connections/{cid}/mute", M.MUTE, {"mode": "hold"}, cid)
     assert r.status_code == 200
@@ -113,14 +142,19 @@ async def test_mute_hold_releases_messages_in_order_when_lifted(business: Actor,
     assert [m["content"] for m in inbox] == ["one", "two"]
     ack = await person.post(f"/v1/messages/{inbox[0]['id']}/ack")
     assert ack.status_code == 200 and ack.json()["acked_time"] is not None
-    unacked = (await person.get("/v1/messages", params={"cid": cid, "unacked": "true"})).json()["data"]
+    unacked = (await person.get("/v1/messages", params={"cid": cid, "unacked": "true"})).json()[
+        "data"
+    ]
     assert [m["content"] for m in unacked] == ["two"]
 
 
-async def test_timed_mute_releases_held_messages_after_expiry(business: Actor, person: Actor, clock) -> None:  # type: ignore[no-untyped-def]
+async def test_timed_mute_releases_held_messages_after_expiry(
+    business: Actor, person: Actor, clock
+) -> None:  # type: ignore[no-untyped-def]
     cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
-    r = await person.act("PUT", f"/v1/connections/{cid}/mute", M.MUTE,
-                         {"until": clock() + 3600, "mode": "hold"}, cid)
+    r = await person.act(
+        "PUT", f"/v1/connections/{cid}/mute", M.MUTE, {"until": clock() + 3600, "mode": "hold"}, cid
+    )
     assert r.status_code == 200
     assert (await business.send(cid, "news", "later")).json()["release_time"] == clock() + 3600
     assert (await person.get("/v1/messages", params={"cid": cid})).json()["data"] == []
@@ -139,14 +173,23 @@ async def test_broadcast_is_set_based_and_counts_outcomes(actor) -> None:  # typ
         await p.register("person", "p")
         grants = [{"scope": "message", "topic": "news"}] if len(cids) < 4 else []
         cids.append(await connect(shop, p, person_grants=grants))
-    await people[1].act("PUT", f"/v1/connections/{cids[1]}/mute", M.MUTE, {"mode": "reject"}, cids[1])
+    await people[1].act(
+        "PUT", f"/v1/connections/{cids[1]}/mute", M.MUTE, {"mode": "reject"}, cids[1]
+    )
     await people[2].act("PUT", f"/v1/connections/{cids[2]}/mute", M.MUTE, {"mode": "hold"}, cids[2])
-    await people[3].act("POST", f"/v1/connections/{cids[3]}/sever", M.SEVER, {"data": "retain_legal"}, cids[3])
+    await people[3].act(
+        "POST", f"/v1/connections/{cids[3]}/sever", M.SEVER, {"data": "retain_legal"}, cids[3]
+    )
     cast = shop.sign(M.MESSAGE, {"topic": "news"}, None, payload="to all")
     r = await shop.post("/v1/broadcasts", {"object": cast})
     assert r.status_code == 201, r.text
-    assert r.json() == {"id": cast["id"], "candidates": 3, "delivered": 1, "held": 1,
-                        "refused": {"muted": 1}}
+    assert r.json() == {
+        "id": cast["id"],
+        "candidates": 3,
+        "delivered": 1,
+        "held": 1,
+        "refused": {"muted": 1},
+    }
     inbox = (await people[0].get("/v1/messages")).json()["data"]
     assert [m["content"] for m in inbox] == ["to all"]
     again = await shop.post("/v1/broadcasts", {"object": cast})
@@ -209,15 +252,21 @@ async def test_account_export_and_delete(business: Actor, person: Actor) -> None
 
 
 async def test_consent_receipts_have_both_shapes(business: Actor, person: Actor) -> None:
-    cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news",
-                                                           "purpose": "Weekly coffee news"}])
+    cid = await connect(
+        business,
+        person,
+        person_grants=[{"scope": "message", "topic": "news", "purpose": "Weekly coffee news"}],
+    )
     grant = (await person.get(f"/v1/connections/{cid}/grants")).json()["granted_by_me"][0]
     kantara = (await person.get(f"/v1/connections/{cid}/grants/{grant['id']}/receipt")).json()
     assert kantara["version"] == "KI-CR-v1.1.0"
     assert kantara["piiPrincipalId"] == person.did
     assert kantara["services"][0]["purposes"][0]["purpose"] == "Weekly coffee news"
-    dpv = (await business.get(f"/v1/connections/{cid}/grants/{grant['id']}/receipt",
-                              params={"format": "dpv"})).json()
+    dpv = (
+        await business.get(
+            f"/v1/connections/{cid}/grants/{grant['id']}/receipt", params={"format": "dpv"}
+        )
+    ).json()
     assert dpv["@type"] == "dpv:ConsentRecord"
     assert dpv["dpv:hasConsentStatus"]["@id"] == "dpv:ConsentGiven"
     assert dpv["dpv:hasDataSubject"]["@id"] == person.did
@@ -241,5 +290,3 @@ async def test_pagination_walks_every_connection(actor) -> None:  # type: ignore
     assert len(seen) == len(set(seen)) == 5
     r = await shop.get("/v1/connections", params={"cursor": "garbage!"})
     assert r.status_code == 400 and r.json()["code"] == "invalid_cursor"
-
-

@@ -7,10 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import select, update
-
 from rapport_protocol import MessageType, envelope, errors, strict_json
 from rapport_protocol.types import SeverBody
+from sqlalchemy import select, update
 
 from ..connections import repository as conn_repo
 from ..connections import service as conn_service
@@ -20,8 +19,9 @@ from ..invitations.service import revoke_invitations_of
 from ..protocol_errors import to_problem
 from ..schemas import Connection, Invitation, Party
 from ..tables import Connection as ConnectionRow
-from ..tables import Event, Invitation as InvitationRow
-from ..tables import LogEntry, Party as PartyRow, RetiredKey
+from ..tables import Event, LogEntry, RetiredKey
+from ..tables import Invitation as InvitationRow
+from ..tables import Party as PartyRow
 from ..web import ServicesDep, SessionDep, SubjectDep, run_write
 from ..writes import UnitContext
 
@@ -36,8 +36,12 @@ class Export(BaseModel):
     inbox: list[dict[str, Any]]
 
 
-@router.get("/export", summary="Export all my data", response_model=Export,
-            responses={401: {"description": "unauthenticated"}})  # type: ignore[untyped-decorator]
+@router.get(
+    "/export",
+    summary="Export all my data",
+    response_model=Export,
+    responses={401: {"description": "unauthenticated"}},
+)
 async def export(svc: ServicesDep, subject: SubjectDep, session: SessionDep) -> Export:
     """Everything the server holds about you: your party, every connection with its full
     signed log, your invitations and your inbox."""
@@ -45,34 +49,79 @@ async def export(svc: ServicesDep, subject: SubjectDep, session: SessionDep) -> 
     if party is None:
         raise NotFound("no such party")
     now = svc.clock()
-    rows = (await session.execute(
-        select(ConnectionRow).where(conn_repo.mine(subject.party_id)).order_by(ConnectionRow.cid)
-    )).scalars().all()
+    rows = (
+        (
+            await session.execute(
+                select(ConnectionRow)
+                .where(conn_repo.mine(subject.party_id))
+                .order_by(ConnectionRow.cid)
+            )
+        )
+        .scalars()
+        .all()
+    )
     connections = []
     for row in rows:
-        log = (await session.execute(
-            select(LogEntry).where(LogEntry.cid == row.cid).order_by(LogEntry.seq)
-        )).scalars().all()
-        connections.append({
-            "connection": Connection.of(row, conn_service.state_of(row), subject.party_id,
-                                        now).model_dump(mode="json"),
-            "log": [{"server_seq": e.seq, "received_time": e.received_at,
-                     "object": wire_object(e.object, e.payload)} for e in log],
-        })
-    invitations = (await session.execute(
-        select(InvitationRow).where(InvitationRow.inviter_id == subject.party_id)
-    )).scalars().all()
-    events = (await session.execute(
-        select(Event).where(Event.party_id == subject.party_id).order_by(Event.id)
-    )).scalars().all()
+        log = (
+            (
+                await session.execute(
+                    select(LogEntry).where(LogEntry.cid == row.cid).order_by(LogEntry.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        connections.append(
+            {
+                "connection": Connection.of(
+                    row, conn_service.state_of(row), subject.party_id, now
+                ).model_dump(mode="json"),
+                "log": [
+                    {
+                        "server_seq": e.seq,
+                        "received_time": e.received_at,
+                        "object": wire_object(e.object, e.payload),
+                    }
+                    for e in log
+                ],
+            }
+        )
+    invitations = (
+        (
+            await session.execute(
+                select(InvitationRow).where(InvitationRow.inviter_id == subject.party_id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    events = (
+        (
+            await session.execute(
+                select(Event).where(Event.party_id == subject.party_id).order_by(Event.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     return Export(
         party=Party.of(party),
         exported_time=now,
         connections=connections,
-        invitations=[Invitation.of(i, public_url=svc.settings.public_url, owner=True)
-                     for i in invitations],
-        inbox=[{"id": e.id, "cid": e.cid, "kind": e.kind, "server_seq": e.log_seq,
-                "created_time": e.created_at, "acked_time": e.acked_at} for e in events],
+        invitations=[
+            Invitation.of(i, public_url=svc.settings.public_url, owner=True) for i in invitations
+        ],
+        inbox=[
+            {
+                "id": e.id,
+                "cid": e.cid,
+                "kind": e.kind,
+                "server_seq": e.log_seq,
+                "created_time": e.created_at,
+                "acked_time": e.acked_at,
+            }
+            for e in events
+        ],
     )
 
 
@@ -81,24 +130,54 @@ class Deleted(BaseModel):
     severed: int
 
 
-@router.post("/delete", summary="Delete my account", response_model=Deleted,
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": {"type": "object", "required": ["objects"], "properties": {
-                     "objects": {"type": "array", "items": {"type": "object"},
-                                 "description": "One signed sever object for each of your "
-                                 "active connections."}}}}}}},
-             responses={401: {"description": "unauthenticated"},
-                        422: {"description": "missing_sever: a connection has no sever object"}})  # type: ignore[untyped-decorator]
+@router.post(
+    "/delete",
+    summary="Delete my account",
+    response_model=Deleted,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["objects"],
+                        "properties": {
+                            "objects": {
+                                "type": "array",
+                                "items": {"type": "object"},
+                                "description": "One signed sever object for each of your "
+                                "active connections.",
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+    responses={
+        401: {"description": "unauthenticated"},
+        422: {"description": "missing_sever: a connection has no sever object"},
+    },
+)
 async def delete_account(request: Request, svc: ServicesDep, subject: SubjectDep) -> Response:
     """Sever every active connection with the data instruction in your signed sever objects,
     revoke your open invitations, retire your key and delete your party."""
     try:
-        doc = strict_json.loads(await request.body(), strict_json.Limits(max_bytes=svc.settings.max_body_bytes))
-        if not isinstance(doc, dict) or set(doc) != {"objects"} or not isinstance(doc["objects"], list):
-            raise DomainError("body is {\"objects\": [...]}", status=422, code="validation_error")
+        doc = strict_json.loads(
+            await request.body(), strict_json.Limits(max_bytes=svc.settings.max_body_bytes)
+        )
+        if (
+            not isinstance(doc, dict)
+            or set(doc) != {"objects"}
+            or not isinstance(doc["objects"], list)
+        ):
+            raise DomainError('body is {"objects": [...]}', status=422, code="validation_error")
         now = svc.clock()
-        objects = [envelope.verify(o, now=now, skew=svc.settings.clock_skew_seconds)
-                   for o in doc["objects"]]
+        objects = [
+            envelope.verify(o, now=now, skew=svc.settings.clock_skew_seconds)
+            for o in doc["objects"]
+        ]
     except errors.ProtocolError as exc:
         raise to_problem(exc) from None
     by_cid = {}
@@ -110,14 +189,25 @@ async def delete_account(request: Request, svc: ServicesDep, subject: SubjectDep
 
     async def unit(ctx: UnitContext) -> Deleted:
         session = ctx.session
-        active = (await session.execute(
-            select(ConnectionRow.cid).where(conn_repo.mine(subject.party_id),
-                                            ConnectionRow.status == "active")
-        )).scalars().all()
+        active = (
+            (
+                await session.execute(
+                    select(ConnectionRow.cid).where(
+                        conn_repo.mine(subject.party_id), ConnectionRow.status == "active"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         missing = [cid for cid in active if cid not in by_cid]
         if missing:
-            raise DomainError("every active connection needs a signed sever object",
-                              status=422, code="missing_sever", missing=missing)
+            raise DomainError(
+                "every active connection needs a signed sever object",
+                status=422,
+                code="missing_sever",
+                missing=missing,
+            )
         t = svc.clock()
         for cid in active:
             await conn_service.apply_object(ctx, subject, cid, by_cid[cid], t)

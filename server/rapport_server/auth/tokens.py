@@ -17,7 +17,6 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey, OKPKey
 from joserfc.jws import extract_compact
-
 from rapport_protocol import errors as protocol_errors
 from rapport_protocol.canonical import b64url
 from rapport_protocol.identity import did_of_kid, parse_did

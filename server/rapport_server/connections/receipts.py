@@ -32,12 +32,20 @@ def grant_status(grant: Grant, now: int) -> str:
 
 
 def _iso(ts: int | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return (
+        None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    )
 
 
 def kantara(
-    grant: Grant, state: ConnectionState, row: Connection, grantor: Party, grantee: Party,
-    log_object_id: str, public_url: str, now: int,
+    grant: Grant,
+    state: ConnectionState,
+    row: Connection,
+    grantor: Party,
+    grantee: Party,
+    log_object_id: str,
+    public_url: str,
+    now: int,
 ) -> dict[str, Any]:
     """Kantara Consent Receipt 1.1: the grantor is the PII principal who consents; the
     grantee is the controller that may now contact them."""
@@ -101,8 +109,14 @@ def _termination(grant: Grant, now: int) -> str:
 
 
 def dpv(
-    grant: Grant, state: ConnectionState, row: Connection, grantor: Party, grantee: Party,
-    log_object_id: str, public_url: str, now: int,
+    grant: Grant,
+    state: ConnectionState,
+    row: Connection,
+    grantor: Party,
+    grantee: Party,
+    log_object_id: str,
+    public_url: str,
+    now: int,
 ) -> dict[str, Any]:
     """An ISO/IEC TS 27560-style consent record in DPV JSON-LD."""
     spec = grant.spec
@@ -131,7 +145,10 @@ def dpv(
         "dct:source": log_object_id,
     }
     if grant.ended_time is not None:
-        record["dpv:hasWithdrawalTime"] = {"@value": _iso(grant.ended_time), "@type": "xsd:dateTime"}
+        record["dpv:hasWithdrawalTime"] = {
+            "@value": _iso(grant.ended_time),
+            "@type": "xsd:dateTime",
+        }
     if spec.expires_time is not None:
         record["dpv:hasExpiryTime"] = {"@value": _iso(spec.expires_time), "@type": "xsd:dateTime"}
     return record

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from rapport_protocol import ConnectionState
 from rapport_protocol.envelope import SignedObject
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry
 from ..writes import StaleWrite
@@ -22,9 +21,7 @@ def mine(party_id: str):  # type: ignore[no-untyped-def]
 
 async def get_for(session: AsyncSession, party_id: str, cid: str) -> Connection | None:
     """The connection ``cid`` if ``party_id`` is a party to it, else ``None``."""
-    result = await session.execute(
-        select(Connection).where(Connection.cid == cid, mine(party_id))
-    )
+    result = await session.execute(select(Connection).where(Connection.cid == cid, mine(party_id)))
     return result.scalar_one_or_none()
 
 
@@ -141,8 +138,13 @@ async def release_held(
     await session.execute(
         insert(Event),
         [
-            {"party_id": party_id, "cid": h.cid, "kind": "message", "log_seq": h.log_seq,
-             "created_at": now}
+            {
+                "party_id": party_id,
+                "cid": h.cid,
+                "kind": "message",
+                "log_seq": h.log_seq,
+                "created_at": now,
+            }
             for h in held
         ],
     )
@@ -150,9 +152,7 @@ async def release_held(
     return len(held)
 
 
-async def sync_grants(
-    session: AsyncSession, row: Connection, state: ConnectionState
-) -> None:
+async def sync_grants(session: AsyncSession, row: Connection, state: ConnectionState) -> None:
     """Rewrite the active-grant index of one connection from its state."""
     await session.execute(delete(ActiveGrant).where(ActiveGrant.cid == row.cid))
     party = (row.inviter_id, row.acceptor_id)

@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import delete, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from rapport_protocol import ConnectionState, MessageType, apply, decide, errors
 from rapport_protocol.decision import Allowed, refusal_error
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.types import MuteBody, SeverBody
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain import NotFound, SenderMismatch, Subject, TypeMismatch
 from ..protocol_errors import to_problem
@@ -159,18 +158,14 @@ async def _sever_effects(
     if body.data == "delete":
         # Erase content, keep the signed envelopes: the log still verifies (payloads are
         # detached and committed to by digest).
-        await session.execute(
-            update(LogEntry).where(LogEntry.cid == row.cid).values(payload=None)
-        )
-        await session.execute(
-            delete(Event).where(Event.cid == row.cid, Event.kind == "message")
-        )
+        await session.execute(update(LogEntry).where(LogEntry.cid == row.cid).values(payload=None))
+        await session.execute(delete(Event).where(Event.cid == row.cid, Event.kind == "message"))
     if body.block_reinvite:
         await upsert_block(session, subject.party_id, other, obj.created_time)
 
 
 async def upsert_block(session: AsyncSession, blocker: str, blocked: str, now: int) -> None:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    dialect = session.get_bind().dialect.name
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
     await session.execute(
         insert_fn(Block)

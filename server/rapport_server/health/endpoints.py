@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import rapport_protocol
 from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
-
-import rapport_protocol
 
 from .. import __version__
 from ..web import ServicesDep
@@ -25,8 +24,12 @@ class Version(BaseModel):
     api: str = "v1"
 
 
-@router.get("/healthz", summary="Liveness and database check", response_model=Health,
-            responses={503: {"description": "database unreachable"}})  # type: ignore[untyped-decorator]
+@router.get(
+    "/healthz",
+    summary="Liveness and database check",
+    response_model=Health,
+    responses={503: {"description": "database unreachable"}},
+)
 async def healthz(svc: ServicesDep) -> Health:
     """``ok`` when the server runs and its database answers."""
     from ..domain import Unavailable
@@ -39,7 +42,7 @@ async def healthz(svc: ServicesDep) -> Health:
     return Health(status="ok", database=svc.engine.dialect.name)
 
 
-@router.get("/v1/", summary="Server and protocol version", response_model=Version)  # type: ignore[untyped-decorator]
+@router.get("/v1/", summary="Server and protocol version", response_model=Version)
 async def version() -> Version:
     """The versions this server speaks."""
     return Version(server_version=__version__, protocol_version=rapport_protocol.PROTOCOL_VERSION)

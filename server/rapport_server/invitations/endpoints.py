@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
@@ -27,7 +28,7 @@ from . import service
 router = APIRouter(prefix="/v1/invitations", tags=["invitations"])
 
 InvitationId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "unauthenticated"},
     403: {"description": "sender_mismatch / reinvite_blocked / invitation_not_for_you"},
     404: {"description": "not_found"},
@@ -37,9 +38,17 @@ ERRORS = {
 }
 
 
-@router.post("", summary="Create an invitation", status_code=201, response_model=Invitation,
-             responses=ERRORS, openapi_extra={"requestBody": OBJECT_BODY_SCHEMA})  # type: ignore[untyped-decorator]
-async def create(request: Request, svc: ServicesDep, subject: SubjectDep, obj: ObjectDep) -> Response:
+@router.post(
+    "",
+    summary="Create an invitation",
+    status_code=201,
+    response_model=Invitation,
+    responses=ERRORS,
+    openapi_extra={"requestBody": OBJECT_BODY_SCHEMA},
+)
+async def create(
+    request: Request, svc: ServicesDep, subject: SubjectDep, obj: ObjectDep
+) -> Response:
     """Store your signed invitation (single- or multi-use, optional expiry, the grants you
     offer and those you request) and get a link token for it."""
 
@@ -50,21 +59,23 @@ async def create(request: Request, svc: ServicesDep, subject: SubjectDep, obj: O
     return await run_write(request, svc, subject.party_id, unit, status_code=201)
 
 
-@router.get("", summary="List my invitations", response_model=Page[Invitation],
-            responses=ERRORS)  # type: ignore[untyped-decorator]
+@router.get("", summary="List my invitations", response_model=Page[Invitation], responses=ERRORS)
 async def list_mine(
-    svc: ServicesDep, subject: SubjectDep, session: SessionDep, page: PageDep,
+    svc: ServicesDep,
+    subject: SubjectDep,
+    session: SessionDep,
+    page: PageDep,
     status: Annotated[str | None, Query(pattern="^(open|used|declined|revoked)$")] = None,
 ) -> Page[Invitation]:
     """The invitations you created, oldest id first."""
-    rows = await service.list_mine(session, subject, status=status,
-                                   after=decode_cursor(page.cursor, str), limit=page.limit + 1)
+    rows = await service.list_mine(
+        session, subject, status=status, after=decode_cursor(page.cursor, str), limit=page.limit + 1
+    )
     return _page(rows, page.limit, svc.settings.public_url)
 
 
-def _page(rows: list[InvitationRow] | tuple[InvitationRow, ...] | object, limit: int,
-          public_url: str) -> Page[Invitation]:
-    items = list(rows)  # type: ignore[call-overload]
+def _page(rows: Sequence[InvitationRow], limit: int, public_url: str) -> Page[Invitation]:
+    items = list(rows)
     more = len(items) > limit
     items = items[:limit]
     return Page[Invitation](
@@ -74,8 +85,12 @@ def _page(rows: list[InvitationRow] | tuple[InvitationRow, ...] | object, limit:
     )
 
 
-@router.get("/by-token/{token}", summary="Look up an invitation by its link",
-            response_model=Invitation, responses={404: {"description": "not_found"}})  # type: ignore[untyped-decorator]
+@router.get(
+    "/by-token/{token}",
+    summary="Look up an invitation by its link",
+    response_model=Invitation,
+    responses={404: {"description": "not_found"}},
+)
 async def by_token(
     token: Annotated[str, Path(min_length=8, max_length=64)], svc: ServicesDep, session: SessionDep
 ) -> Invitation:
@@ -87,11 +102,21 @@ async def by_token(
     return Invitation.of(row, public_url=svc.settings.public_url, owner=False)
 
 
-@router.post("/{invitation_id}/accept", summary="Accept an invitation", status_code=201,
-             response_model=Connection, responses=ERRORS,
-             openapi_extra={"requestBody": OBJECT_BODY_SCHEMA})  # type: ignore[untyped-decorator]
-async def accept(invitation_id: InvitationId, request: Request, svc: ServicesDep,
-                 subject: SubjectDep, obj: ObjectDep) -> Response:
+@router.post(
+    "/{invitation_id}/accept",
+    summary="Accept an invitation",
+    status_code=201,
+    response_model=Connection,
+    responses=ERRORS,
+    openapi_extra={"requestBody": OBJECT_BODY_SCHEMA},
+)
+async def accept(
+    invitation_id: InvitationId,
+    request: Request,
+    svc: ServicesDep,
+    subject: SubjectDep,
+    obj: ObjectDep,
+) -> Response:
     """Accept with your signed accept object, which carries the grants you give the
     inviter. Creates the connection."""
 
@@ -103,11 +128,20 @@ async def accept(invitation_id: InvitationId, request: Request, svc: ServicesDep
     return await run_write(request, svc, subject.party_id, unit, status_code=201)
 
 
-@router.post("/{invitation_id}/decline", summary="Decline an invitation",
-             response_model=Connection, responses=ERRORS,
-             openapi_extra={"requestBody": OBJECT_BODY_SCHEMA})  # type: ignore[untyped-decorator]
-async def decline(invitation_id: InvitationId, request: Request, svc: ServicesDep,
-                  subject: SubjectDep, obj: ObjectDep) -> Response:
+@router.post(
+    "/{invitation_id}/decline",
+    summary="Decline an invitation",
+    response_model=Connection,
+    responses=ERRORS,
+    openapi_extra={"requestBody": OBJECT_BODY_SCHEMA},
+)
+async def decline(
+    invitation_id: InvitationId,
+    request: Request,
+    svc: ServicesDep,
+    subject: SubjectDep,
+    obj: ObjectDep,
+) -> Response:
     """Decline with your signed decline object. The inviter learns of it; an invitation
     addressed to you alone is closed."""
 
@@ -117,5 +151,3 @@ async def decline(invitation_id: InvitationId, request: Request, svc: ServicesDe
         return Connection.of(done.connection, done.state, subject.party_id, now)
 
     return await run_write(request, svc, subject.party_id, unit)
-
-

@@ -6,20 +6,19 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from rapport_protocol import ConnectionState, MessageType, apply, errors, verify
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.state import start
 from rapport_protocol.types import InvitationBody
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections import repository as conn_repo
 from ..connections.codec import object_json
 from ..connections.service import require_sender, require_type
 from ..domain import Conflict, DomainError, NotFound, Subject
 from ..protocol_errors import to_problem
-from ..tables import Block, Connection, Invitation, Party
+from ..tables import Block, Connection, Invitation, LogEntry, Party
 from ..writes import UnitContext
 
 M = MessageType
@@ -46,7 +45,9 @@ async def create(ctx: UnitContext, subject: Subject, obj: SignedObject, now: int
     session = ctx.session
     for did in obj.to:
         invitee = await _party_by_did(session, did)
-        if invitee is not None and await _blocked(session, blocker=invitee.id, blocked=subject.party_id):
+        if invitee is not None and await _blocked(
+            session, blocker=invitee.id, blocked=subject.party_id
+        ):
             raise ReinviteBlocked("this party cut you off; only they can reconnect")
     if await session.get(Invitation, obj.id) is not None:
         raise DomainError("this invitation was already created", status=409, code="replayed")
@@ -149,7 +150,9 @@ async def respond(
             )
         )
     elif inv.to_did is not None:
-        await session.execute(update(Invitation).where(Invitation.id == inv.id).values(status="declined"))
+        await session.execute(
+            update(Invitation).where(Invitation.id == inv.id).values(status="declined")
+        )
     row = Connection(
         cid=state.cid,
         invitation_id=inv.id,
@@ -164,11 +167,17 @@ async def respond(
     session.add(row)
     await session.flush()
     await session.execute(
-        insert(conn_repo.LogEntry),
+        insert(LogEntry),
         [
-            {"cid": row.cid, "object_id": inv_obj.id, "type": inv_obj.type.value,
-             "sender_id": inv.inviter_id, "object": inv.object, "payload": None,
-             "received_at": inv.created_at},
+            {
+                "cid": row.cid,
+                "object_id": inv_obj.id,
+                "type": inv_obj.type.value,
+                "sender_id": inv.inviter_id,
+                "object": inv.object,
+                "payload": None,
+                "received_at": inv.created_at,
+            },
         ],
     )
     seq = await conn_repo.append(session, row.cid, obj, subject.party_id, now)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-
 from rapport_protocol import MessageType
 from rapport_protocol.types import MessageBody
 
@@ -33,18 +32,30 @@ from . import service
 router = APIRouter(tags=["messages"])
 
 
-@router.post("/v1/connections/{cid}/messages", summary="Send a message", status_code=201,
-             response_model=SendResult, responses=WRITE_ERRORS, openapi_extra=BODY)  # type: ignore[untyped-decorator]
-async def send(cid: Cid, request: Request, svc: ServicesDep, subject: SubjectDep,
-               obj: ObjectDep) -> Response:
+@router.post(
+    "/v1/connections/{cid}/messages",
+    summary="Send a message",
+    status_code=201,
+    response_model=SendResult,
+    responses=WRITE_ERRORS,
+    openapi_extra=BODY,
+)
+async def send(
+    cid: Cid, request: Request, svc: ServicesDep, subject: SubjectDep, obj: ObjectDep
+) -> Response:
     """Send a signed message (content in ``payload``). Accepted only if the recipient's
     grants allow it now; otherwise refused with the reason (403/409/410/429)."""
     conn_service.require_type(obj, {MessageType.MESSAGE})
 
     async def unit(ctx: UnitContext) -> SendResult:
         applied = await conn_service.apply_object(ctx, subject, cid, obj, svc.clock())
-        return SendResult(id=obj.id, cid=cid, server_seq=applied.log_seq, held=applied.held,
-                          release_time=applied.release_time)
+        return SendResult(
+            id=obj.id,
+            cid=cid,
+            server_seq=applied.log_seq,
+            held=applied.held,
+            release_time=applied.release_time,
+        )
 
     return await run_write(request, svc, subject.party_id, unit, status_code=201)
 
@@ -53,16 +64,30 @@ def _inbox_item(event: Event, entry: LogEntry) -> InboxMessage:
     obj = wire_object(entry.object, entry.payload)
     body = MessageBody.model_validate(obj["body"])
     return InboxMessage(
-        id=event.id, cid=event.cid, object_id=entry.object_id, sender=obj["from"],
-        topic=body.topic, content_type=body.content_type, content=entry.payload,
-        received_time=entry.received_at, acked_time=event.acked_at, object=obj,
+        id=event.id,
+        cid=event.cid,
+        object_id=entry.object_id,
+        sender=obj["from"],
+        topic=body.topic,
+        content_type=body.content_type,
+        content=entry.payload,
+        received_time=entry.received_at,
+        acked_time=event.acked_at,
+        object=obj,
     )
 
 
-@router.get("/v1/messages", summary="My inbox", response_model=Page[InboxMessage],
-            responses={401: {"description": "unauthenticated"}})  # type: ignore[untyped-decorator]
+@router.get(
+    "/v1/messages",
+    summary="My inbox",
+    response_model=Page[InboxMessage],
+    responses={401: {"description": "unauthenticated"}},
+)
 async def inbox(
-    svc: ServicesDep, subject: SubjectDep, session: SessionDep, page: PageDep,
+    svc: ServicesDep,
+    subject: SubjectDep,
+    session: SessionDep,
+    page: PageDep,
     cid: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
     unacked: Annotated[bool, Query(description="Only messages not yet acknowledged.")] = False,
 ) -> Page[InboxMessage]:
@@ -77,8 +102,9 @@ async def inbox(
         await svc.batcher.submit(release)
         await session.rollback()  # end the read snapshot taken before the release
     after = decode_cursor(page.cursor, int) or 0
-    rows = await service.inbox(session, subject, after=after, limit=page.limit + 1, cid=cid,
-                               unacked=unacked)
+    rows = await service.inbox(
+        session, subject, after=after, limit=page.limit + 1, cid=cid, unacked=unacked
+    )
     more = len(rows) > page.limit
     rows = list(rows[: page.limit])
     return Page[InboxMessage](
@@ -88,12 +114,18 @@ async def inbox(
     )
 
 
-@router.post("/v1/messages/{message_id}/ack", summary="Acknowledge receipt",
-             response_model=InboxMessage,
-             responses={401: {"description": "unauthenticated"},
-                        404: {"description": "not_found"}})  # type: ignore[untyped-decorator]
-async def ack(message_id: Annotated[int, Path(ge=1, le=2**62)], request: Request,
-              svc: ServicesDep, subject: SubjectDep) -> Response:
+@router.post(
+    "/v1/messages/{message_id}/ack",
+    summary="Acknowledge receipt",
+    response_model=InboxMessage,
+    responses={401: {"description": "unauthenticated"}, 404: {"description": "not_found"}},
+)
+async def ack(
+    message_id: Annotated[int, Path(ge=1, le=2**62)],
+    request: Request,
+    svc: ServicesDep,
+    subject: SubjectDep,
+) -> Response:
     """Mark a message of your inbox as received (idempotent)."""
 
     async def unit(ctx: UnitContext) -> InboxMessage:
@@ -107,19 +139,28 @@ async def ack(message_id: Annotated[int, Path(ge=1, le=2**62)], request: Request
     return await run_write(request, svc, subject.party_id, unit)
 
 
-@router.post("/v1/broadcasts", summary="Broadcast to every connection that permits it",
-             status_code=201, response_model=BroadcastResult, responses=WRITE_ERRORS,
-             openapi_extra=BODY)  # type: ignore[untyped-decorator]
-async def broadcast(request: Request, svc: ServicesDep, subject: SubjectDep,
-                    obj: ObjectDep) -> Response:
+@router.post(
+    "/v1/broadcasts",
+    summary="Broadcast to every connection that permits it",
+    status_code=201,
+    response_model=BroadcastResult,
+    responses=WRITE_ERRORS,
+    openapi_extra=BODY,
+)
+async def broadcast(
+    request: Request, svc: ServicesDep, subject: SubjectDep, obj: ObjectDep
+) -> Response:
     """One signed message (no ``cid``) delivered to each of your connections whose grants
     permit its topic now; returns counts by outcome. Selection is set-based."""
 
     async def unit(ctx: UnitContext) -> BroadcastResult:
         out = await service.broadcast(ctx, subject, obj, svc.clock())
-        return BroadcastResult(id=obj.id, candidates=out.candidates, delivered=out.delivered,
-                               held=out.held, refused=out.refused)
+        return BroadcastResult(
+            id=obj.id,
+            candidates=out.candidates,
+            delivered=out.delivered,
+            held=out.held,
+            refused=out.refused,
+        )
 
     return await run_write(request, svc, subject.party_id, unit, status_code=201)
-
-

@@ -6,13 +6,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from rapport_protocol import ConnectionState, MessageType, apply, decide
 from rapport_protocol.decision import Allowed
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.types import MessageBody
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
 from ..connections.service import require_sender, require_type
@@ -22,7 +21,12 @@ from ..writes import UnitContext
 
 
 async def inbox(
-    session: AsyncSession, subject: Subject, *, after: int, limit: int, cid: str | None,
+    session: AsyncSession,
+    subject: Subject,
+    *,
+    after: int,
+    limit: int,
+    cid: str | None,
     unacked: bool,
 ) -> Sequence[tuple[Event, LogEntry]]:
     query = (
@@ -35,13 +39,16 @@ async def inbox(
     if unacked:
         query = query.where(Event.acked_at.is_(None))
     rows = await session.execute(query.order_by(Event.id).limit(limit))
-    return [(e, log) for e, log in rows.tuples()]
+    return [(e, log) for e, log in rows.all()]
 
 
 async def has_due_held(session: AsyncSession, party_id: str, now: int) -> bool:
     result = await session.execute(
-        select(func.count()).select_from(HeldMessage).where(
-            HeldMessage.party_id == party_id, HeldMessage.release_at.is_not(None),
+        select(func.count())
+        .select_from(HeldMessage)
+        .where(
+            HeldMessage.party_id == party_id,
+            HeldMessage.release_at.is_not(None),
             HeldMessage.release_at <= now,
         )
     )
@@ -67,7 +74,9 @@ class BroadcastOutcome:
     refused: dict[str, int]
 
 
-async def broadcast(ctx: UnitContext, subject: Subject, obj: SignedObject, now: int) -> BroadcastOutcome:
+async def broadcast(
+    ctx: UnitContext, subject: Subject, obj: SignedObject, now: int
+) -> BroadcastOutcome:
     """Deliver one signed message to every connection whose grants permit it now.
 
     Selection is one indexed query (grants in force naming this sender and topic); each
@@ -84,20 +93,17 @@ async def broadcast(ctx: UnitContext, subject: Subject, obj: SignedObject, now: 
     seen = await session.execute(select(LogEntry.seq).where(LogEntry.object_id == obj.id).limit(1))
     if seen.first() is not None:
         raise DomainError("this broadcast was already delivered", status=409, code="replayed")
-    query = (
-        select(Connection)
-        .where(
-            Connection.cid.in_(
-                select(ActiveGrant.cid).where(
-                    ActiveGrant.grantee_id == subject.party_id,
-                    ActiveGrant.scope == "message",
-                    ActiveGrant.topic.in_((body.topic, "*")),
-                )
-            ),
-            Connection.status == "active",
-        )
+    query = select(Connection).where(
+        Connection.cid.in_(
+            select(ActiveGrant.cid).where(
+                ActiveGrant.grantee_id == subject.party_id,
+                ActiveGrant.scope == "message",
+                ActiveGrant.topic.in_((body.topic, "*")),
+            )
+        ),
+        Connection.status == "active",
     )
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(of=Connection)
     rows = (await session.execute(query)).scalars().all()
     refused: Counter[str] = Counter()
@@ -113,25 +119,49 @@ async def broadcast(ctx: UnitContext, subject: Subject, obj: SignedObject, now: 
         return BroadcastOutcome(len(rows), 0, 0, dict(refused))
     stored = object_json(obj)
     seqs = (
-        await session.execute(
-            insert(LogEntry).returning(LogEntry.seq, sort_by_parameter_order=True),
-            [
-                {"cid": row.cid, "object_id": obj.id, "type": obj.type.value,
-                 "sender_id": subject.party_id, "object": stored, "payload": obj.payload,
-                 "received_at": now}
-                for row, _, _ in accepted
-            ],
+        (
+            await session.execute(
+                insert(LogEntry).returning(LogEntry.seq, sort_by_parameter_order=True),
+                [
+                    {
+                        "cid": row.cid,
+                        "object_id": obj.id,
+                        "type": obj.type.value,
+                        "sender_id": subject.party_id,
+                        "object": stored,
+                        "payload": obj.payload,
+                        "received_at": now,
+                    }
+                    for row, _, _ in accepted
+                ],
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     events, held = [], []
     for (row, _, verdict), seq in zip(accepted, seqs, strict=True):
         other = row.acceptor_id if row.inviter_id == subject.party_id else row.inviter_id
         if verdict.held:
-            held.append({"party_id": other, "cid": row.cid, "log_seq": seq,
-                         "release_at": verdict.release_time, "created_at": now})
+            held.append(
+                {
+                    "party_id": other,
+                    "cid": row.cid,
+                    "log_seq": seq,
+                    "release_at": verdict.release_time,
+                    "created_at": now,
+                }
+            )
         else:
-            events.append({"party_id": other, "cid": row.cid, "kind": "message",
-                           "log_seq": seq, "created_at": now})
+            events.append(
+                {
+                    "party_id": other,
+                    "cid": row.cid,
+                    "kind": "message",
+                    "log_seq": seq,
+                    "created_at": now,
+                }
+            )
     if events:
         await session.execute(insert(Event), events)
     if held:
@@ -139,8 +169,12 @@ async def broadcast(ctx: UnitContext, subject: Subject, obj: SignedObject, now: 
     await session.execute(
         update(Connection),
         [
-            {"cid": row.cid, "state": state.model_dump_json(), "version": row.version + 1,
-             "updated_at": now}
+            {
+                "cid": row.cid,
+                "state": state.model_dump_json(),
+                "version": row.version + 1,
+                "updated_at": now,
+            }
             for row, state, _ in accepted
         ],
     )

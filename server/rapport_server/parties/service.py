@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid_utils
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from rapport_protocol import MessageType, apply
 from rapport_protocol import errors as protocol_errors
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.types import KeyRotationBody
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..auth.tokens import Assertion
 from ..connections import repository as conn_repo
@@ -65,7 +64,9 @@ async def register(
     try:
         await session.flush()
     except IntegrityError:
-        raise Conflict("a party with this key is already registered", code="already_registered") from None
+        raise Conflict(
+            "a party with this key is already registered", code="already_registered"
+        ) from None
     return party
 
 
@@ -87,8 +88,9 @@ async def rotate_key(
     body = obj.body
     assert isinstance(body, KeyRotationBody)
     if body.new_key != new_key.did:
-        raise DomainError("the assertion must be signed by body.new_key", status=422,
-                          code="invalid_body")
+        raise DomainError(
+            "the assertion must be signed by body.new_key", status=422, code="invalid_body"
+        )
     session = ctx.session
     if await session.get(RetiredKey, new_key.did) is not None:
         raise KeyRetired("the new key was retired before")
@@ -97,12 +99,16 @@ async def rotate_key(
         raise Conflict("the new key belongs to a party already", code="already_registered")
     await consume_assertion(session, new_key)
     rows = (
-        await session.execute(
-            select(Connection).where(
-                conn_repo.mine(subject.party_id), Connection.status == "active"
+        (
+            await session.execute(
+                select(Connection).where(
+                    conn_repo.mine(subject.party_id), Connection.status == "active"
+                )
             )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     for row in rows:
         try:
             new_state = apply(state_of(row), obj, now)
