@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean
+.PHONY: serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean openapi
 
 $(STAMP): protocol/pyproject.toml server/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -45,6 +45,9 @@ test-postgres: $(STAMP)
 	else \
 		echo "PostgreSQL at $(PG_URL) is not reachable: skipping the PostgreSQL leg (it is required under CI=true)."; \
 	fi
+
+openapi: $(STAMP)  ## Regenerate spec/openapi.json from the app.
+	$(BIN)/python scripts/write_openapi.py
 
 demo: $(STAMP)
 	$(BIN)/rapport demo
