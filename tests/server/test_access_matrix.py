@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from rapport_protocol import MessageType, derive_cid
+
 from tests.helpers import Actor, connect
 
 M = MessageType

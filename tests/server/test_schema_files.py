@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -29,7 +28,6 @@ def test_every_operation_is_documented() -> None:
 
 def test_single_head() -> None:
     from alembic.script import ScriptDirectory
-
     from rapport_server.migrate import alembic_config
 
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
@@ -39,11 +37,10 @@ def test_single_head() -> None:
 async def test_upgrade_downgrade_upgrade_and_no_drift(fresh_database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-
     from rapport_server import tables
     from rapport_server.db import Base, create_engine
     from rapport_server.migrate import downgrade, upgrade
+    from sqlalchemy import inspect
 
     assert tables.Party.__tablename__ == "parties"
     await upgrade(fresh_database_url)
