@@ -7,7 +7,9 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean openapi
+ISO    := .venv-isolation
+
+.PHONY: test-isolation serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean openapi
 
 $(STAMP): protocol/pyproject.toml server/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -19,7 +21,7 @@ $(STAMP): protocol/pyproject.toml server/pyproject.toml clients/python/pyproject
 serve: $(STAMP)  ## Start the server on the embedded SQLite default.
 	$(BIN)/rapport serve --host $(HOST) --port $(PORT)
 
-test: check test-sqlite test-postgres  ## Lint, types, and every test leg (SQLite and PostgreSQL).
+test: check test-isolation test-sqlite test-postgres  ## Lint, types, every test leg (SQLite, PostgreSQL).
 
 check: lint typecheck
 
@@ -33,6 +35,17 @@ typecheck: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+test-isolation:  ## The protocol and the SDK install alone (no FastAPI/SQLAlchemy/uvicorn).
+	rm -rf $(ISO)-protocol $(ISO)-client
+	$(PYTHON) -m venv $(ISO)-protocol
+	$(ISO)-protocol/bin/python -m pip install -q ./protocol pytest hypothesis
+	cd /tmp && $(CURDIR)/$(ISO)-protocol/bin/python $(CURDIR)/scripts/check_isolation.py rapport_protocol
+	$(ISO)-protocol/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/protocol tests/protocol
+	$(PYTHON) -m venv $(ISO)-client
+	$(ISO)-client/bin/python -m pip install -q ./protocol ./clients/python
+	cd /tmp && $(CURDIR)/$(ISO)-client/bin/python $(CURDIR)/scripts/check_isolation.py rapport_client
+	rm -rf $(ISO)-protocol $(ISO)-client
 
 test-sqlite: $(STAMP)
 	RAPPORT_TEST_DB=sqlite $(BIN)/pytest
