@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -37,6 +38,9 @@ class Party(Base):
     logo_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[int] = mapped_column(BigInteger)
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+    event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Number of the party's latest event. Bumped in the writing transaction, so the
+    party's event numbers commit in order (a stream reader never skips one)."""
 
 
 class RetiredKey(Base):
@@ -131,20 +135,23 @@ class LogEntry(Base):
 
 
 class Event(Base):
-    """The per-party event stream and inbox: monotonically numbered, durable.
+    """The per-party event stream and inbox: the outbox of everything a party must learn.
 
-    ``kind`` is ``message`` for inbox items, else the connection change the party must
-    learn about (``grant``, ``mute``, ``sever``, ``favour``, …).
+    Written in the same transaction as the change it reports. ``seq`` numbers a party's
+    events 1, 2, 3, … in commit order; the inbox cursor, the SSE ``Last-Event-ID`` and the
+    webhook cursors all use it. ``kind`` is ``message`` for inbox items, else the change
+    (``connection``, ``grant``, ``mute``, ``sever``, ``favour``, …).
     """
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_party_id_id", "party_id", "id"),
-        Index("ix_events_party_kind_id", "party_id", "kind", "id"),
+        UniqueConstraint("party_id", "seq"),
+        Index("ix_events_party_kind_seq", "party_id", "kind", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     party_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
     cid: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(32))
     log_seq: Mapped[int | None] = mapped_column(BigInteger)
@@ -190,6 +197,43 @@ class Block(Base):
 
     blocker_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), primary_key=True)
     blocked_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), primary_key=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookEndpoint(Base):
+    """A party's webhook receiver. ``cursor`` is the last event seq already enqueued."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: retried with backoff until delivered or dead."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float | None] = mapped_column(Float)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    delivered_at: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 

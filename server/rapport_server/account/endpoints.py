@@ -98,7 +98,7 @@ async def export(svc: ServicesDep, subject: SubjectDep, session: SessionDep) -> 
     events = (
         (
             await session.execute(
-                select(Event).where(Event.party_id == subject.party_id).order_by(Event.id)
+                select(Event).where(Event.party_id == subject.party_id).order_by(Event.seq)
             )
         )
         .scalars()
@@ -113,7 +113,7 @@ async def export(svc: ServicesDep, subject: SubjectDep, session: SessionDep) -> 
         ],
         inbox=[
             {
-                "id": e.id,
+                "id": e.seq,
                 "cid": e.cid,
                 "kind": e.kind,
                 "server_seq": e.log_seq,

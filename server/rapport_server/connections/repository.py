@@ -9,7 +9,9 @@ from rapport_protocol.envelope import SignedObject
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry
+from ..events import store as event_store
+from ..events.store import NewEvent
+from ..tables import ActiveGrant, Connection, HeldMessage, LogEntry
 from ..writes import StaleWrite
 from .codec import object_json
 
@@ -94,12 +96,9 @@ async def save_state(
 async def add_event(
     session: AsyncSession, party_id: str, cid: str, kind: str, log_seq: int | None, now: int
 ) -> int:
-    result = await session.execute(
-        insert(Event)
-        .values(party_id=party_id, cid=cid, kind=kind, log_seq=log_seq, created_at=now)
-        .returning(Event.id)
-    )
-    return int(result.scalar_one())
+    """Append one event to ``party_id``'s stream; returns its sequence number."""
+    (seq,) = await event_store.append(session, [NewEvent(party_id, cid, kind, log_seq)], now)
+    return seq
 
 
 async def hold(
@@ -135,18 +134,8 @@ async def release_held(
     held = (await session.execute(query.order_by(HeldMessage.id))).scalars().all()
     if not held:
         return 0
-    await session.execute(
-        insert(Event),
-        [
-            {
-                "party_id": party_id,
-                "cid": h.cid,
-                "kind": "message",
-                "log_seq": h.log_seq,
-                "created_at": now,
-            }
-            for h in held
-        ],
+    await event_store.append(
+        session, [NewEvent(party_id, h.cid, "message", h.log_seq) for h in held], now
     )
     await session.execute(delete(HeldMessage).where(HeldMessage.id.in_([h.id for h in held])))
     return len(held)

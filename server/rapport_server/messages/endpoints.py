@@ -64,7 +64,7 @@ def _inbox_item(event: Event, entry: LogEntry) -> InboxMessage:
     obj = wire_object(entry.object, entry.payload)
     body = MessageBody.model_validate(obj["body"])
     return InboxMessage(
-        id=event.id,
+        id=event.seq,
         cid=event.cid,
         object_id=entry.object_id,
         sender=obj["from"],
@@ -109,7 +109,7 @@ async def inbox(
     rows = list(rows[: page.limit])
     return Page[InboxMessage](
         data=[_inbox_item(e, log) for e, log in rows],
-        next_cursor=encode_cursor(rows[-1][0].id) if more else None,
+        next_cursor=encode_cursor(rows[-1][0].seq) if more else None,
         has_more=more,
     )
 

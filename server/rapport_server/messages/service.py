@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..connections.codec import object_json
 from ..connections.service import require_sender, require_type
 from ..domain import DomainError, Subject
+from ..events import store as event_store
+from ..events.store import NewEvent
 from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry
 from ..writes import UnitContext
 
@@ -32,13 +34,13 @@ async def inbox(
     query = (
         select(Event, LogEntry)
         .join(LogEntry, LogEntry.seq == Event.log_seq)
-        .where(Event.party_id == subject.party_id, Event.kind == "message", Event.id > after)
+        .where(Event.party_id == subject.party_id, Event.kind == "message", Event.seq > after)
     )
     if cid is not None:
         query = query.where(Event.cid == cid)
     if unacked:
         query = query.where(Event.acked_at.is_(None))
-    rows = await session.execute(query.order_by(Event.id).limit(limit))
+    rows = await session.execute(query.order_by(Event.seq).limit(limit))
     return [(e, log) for e, log in rows.all()]
 
 
@@ -55,14 +57,20 @@ async def has_due_held(session: AsyncSession, party_id: str, now: int) -> bool:
     return bool(result.scalar_one())
 
 
-async def ack(ctx: UnitContext, subject: Subject, event_id: int, now: int) -> Event | None:
+async def ack(ctx: UnitContext, subject: Subject, seq: int, now: int) -> Event | None:
+    """Acknowledge the party's own inbox item number ``seq``."""
     session = ctx.session
-    event = await session.get(Event, event_id)
-    if event is None or event.party_id != subject.party_id or event.kind != "message":
+    found = await session.execute(
+        select(Event).where(
+            Event.party_id == subject.party_id, Event.seq == seq, Event.kind == "message"
+        )
+    )
+    event = found.scalar_one_or_none()
+    if event is None:
         return None
     if event.acked_at is None:
         event.acked_at = now
-        await session.execute(update(Event).where(Event.id == event_id).values(acked_at=now))
+        await session.execute(update(Event).where(Event.id == event.id).values(acked_at=now))
     return event
 
 
@@ -139,7 +147,8 @@ async def broadcast(
         .scalars()
         .all()
     )
-    events, held = [], []
+    events: list[NewEvent] = []
+    held: list[dict[str, object]] = []
     for (row, _, verdict), seq in zip(accepted, seqs, strict=True):
         other = row.acceptor_id if row.inviter_id == subject.party_id else row.inviter_id
         if verdict.held:
@@ -153,17 +162,8 @@ async def broadcast(
                 }
             )
         else:
-            events.append(
-                {
-                    "party_id": other,
-                    "cid": row.cid,
-                    "kind": "message",
-                    "log_seq": seq,
-                    "created_at": now,
-                }
-            )
-    if events:
-        await session.execute(insert(Event), events)
+            events.append(NewEvent(other, row.cid, "message", seq))
+    await event_store.append(session, events, now)
     if held:
         await session.execute(insert(HeldMessage), held)
     await session.execute(
