@@ -62,8 +62,71 @@ def problem_response(
     )
 
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details; `code` is stable (rapport_protocol.errors).",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+        "retry_after": {"type": "integer"},
+        "muted_until": {"type": "integer"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+# Statuses any operation can answer, whatever it declares: malformed input or cursor (400),
+# the body limit (413, checked before routing), validation (422), the store down (503).
+_ANY_OPERATION = {
+    "400": "bad request (json_*, invalid_cursor, invalid_idempotency_key)",
+    "413": "payload_too_large",
+    "422": "validation_error or an invalid object",
+    "503": "store_unavailable, with Retry-After",
+}
+
+
+def describe_problems(app: FastAPI) -> None:
+    """Make the OpenAPI say what the server does: every error is problem+json (not the
+    default ``HTTPValidationError``) and the statuses any operation may return are listed
+    (401 wherever the ``bearer`` scheme is required)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        components = spec.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in spec.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in _ANY_OPERATION.items():
+                    responses.setdefault(status, {"description": description})
+                if operation.get("security"):
+                    responses.setdefault("401", {"description": "unauthenticated"})
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        if status == "422":
+                            response["description"] = _ANY_OPERATION["422"]
+                        response["content"] = problem
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into problem+json."""
+    describe_problems(app)
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:

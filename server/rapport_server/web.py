@@ -9,8 +9,9 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from rapport_protocol import envelope, errors, strict_json
 from rapport_protocol.envelope import SignedObject
@@ -44,16 +45,23 @@ async def session(svc: ServicesDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(session)]
 
 
+# Declares the ``bearer`` security scheme in the OpenAPI on every operation that needs a
+# subject; the checks (and the 401 problem) stay ours, hence auto_error=False.
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="An access token from /v1/oauth/token."
+)
+
+
 async def current_subject(
     svc: ServicesDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Subject:
     """The party behind the bearer token. The token must name the party's current key."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+    if credentials is None or not credentials.credentials.strip():
         raise Unauthenticated(
             "send 'Authorization: Bearer <access token>'", headers={"WWW-Authenticate": "Bearer"}
         )
-    party_id, did = svc.tokens.check(authorization[7:].strip(), svc.clock())
+    party_id, did = svc.tokens.check(credentials.credentials.strip(), svc.clock())
     cached = svc.parties.get(party_id)
     if cached is None:
         async with svc.sessionmaker() as s:
