@@ -22,6 +22,7 @@ from .messages.endpoints import router as messages_router
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .parties.endpoints import router as parties_router
 from .services import Services, load_secret
+from .webapp import mount_webapp
 from .writes import WriteBatcher
 
 DESCRIPTION = """Rapport: consent-based, two-way connections between businesses and people.
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         account_router,
     ):
         app.include_router(router)
+    mount_webapp(app)  # the person's web app at /app (static files only)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

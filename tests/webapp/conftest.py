@@ -1,0 +1,99 @@
+"""Fixtures for the web app tests: a live server on wall-clock time and headless Chromium.
+
+The browser signs with the real time, so this server runs on the wall clock rather than the
+session's FakeClock (other tests move that one). Chromium is Debian's package at
+/usr/bin/chromium (scripts/install_browser.sh); without it every test here is skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import Actor, FakeClock, live_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        "web app browser tests need Debian's chromium at /usr/bin/chromium "
+        "(run scripts/install_browser.sh)",
+        allow_module_level=True,
+    )
+try:
+    from playwright.async_api import Browser, BrowserContext, async_playwright
+except ImportError:  # pragma: no cover - requirements-dev.txt installs it
+    pytest.skip("playwright (requirements-dev.txt) is not installed", allow_module_level=True)
+
+
+class WallClock(FakeClock):
+    """The real time, read on every call."""
+
+    def __call__(self) -> int:
+        return int(time.time())
+
+
+@pytest.fixture(scope="module")
+async def web_url(database_url: str) -> AsyncIterator[str]:
+    async with live_server(database_url, WallClock()) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """Where this test's screenshots go (gitignored)."""
+    path = ARTIFACTS / request.node.name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+async def phone(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A phone-sized browser context. CSP is bypassed only so axe-core can be injected."""
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, bypass_csp=True, accept_downloads=True
+    )
+    context.set_default_timeout(15_000)
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+@pytest.fixture
+async def shop(web_url: str) -> AsyncIterator[Actor]:
+    """A business speaking the HTTP API (the SDK-like test actor)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        actor = Actor(http=http, clock=WallClock(), base_url=web_url)
+        await actor.register("business", "Roastery")
+        yield actor
+
+
+async def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations on the page as it is now."""
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+    )
+    return [v for v in result if v.get("impact") in ("serious", "critical")]
