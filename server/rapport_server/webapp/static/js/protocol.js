@@ -149,10 +149,10 @@ export async function verifyLog(objects) {
   const heads = [{ seq: 0, last: null }, { seq: 0, last: null }];
   for (const [index, obj] of objects.entries()) {
     const reason = await checkObject(obj);
-    if (reason) {
-      problems.push({ index, id: obj?.id, reason });
-      continue;
-    }
+    if (reason) problems.push({ index, id: obj?.id, reason });
+    // A bad object still takes its claimed place in its chain, so one forgery is reported
+    // once rather than as a broken chain for everything after it.
+    if (!obj || typeof obj.type !== "string") continue;
     const type = shortType(obj.type);
     if (index === 0) {
       if (type !== "invitation") problems.push({ index, id: obj.id, reason: "log must start with the invitation" });
@@ -174,7 +174,7 @@ export async function verifyLog(objects) {
     }
     const head = heads[role];
     const expectedPrev = head.seq === 0 ? undefined : head.last;
-    if (obj.seq !== head.seq + 1 || obj.prev !== expectedPrev) {
+    if (!reason && (obj.seq !== head.seq + 1 || obj.prev !== expectedPrev)) {
       problems.push({ index, id: obj.id, reason: `chain broken: expected seq ${head.seq + 1}` });
     }
     heads[role] = { seq: obj.seq, last: obj.id };
