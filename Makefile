@@ -9,7 +9,7 @@ PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 ISO    := .venv-isolation
 
-.PHONY: test-isolation serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean openapi
+.PHONY: test-isolation serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean openapi spec
 
 $(STAMP): protocol/pyproject.toml server/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -61,6 +61,9 @@ test-postgres: $(STAMP)
 
 openapi: $(STAMP)  ## Regenerate spec/openapi.json from the app.
 	$(BIN)/python scripts/write_openapi.py
+
+spec: $(STAMP)  ## Regenerate spec/protocol.md tables, spec/schemas and spec/vectors.
+	$(BIN)/python scripts/generate_spec.py
 
 demo: $(STAMP)
 	$(BIN)/rapport demo
