@@ -85,7 +85,10 @@ def clock() -> FakeClock:
 
 @pytest.fixture(scope="session")
 async def server_url(database_url: str, clock: FakeClock) -> AsyncIterator[str]:
-    async with live_server(database_url, clock) as base:
+    # Webhooks to 127.0.0.1 receivers need dev mode; the ~3-day retry schedule is scaled to ~5 s.
+    async with live_server(
+        database_url, clock, webhook_dev_mode=True, webhook_retry_scale=0.00002
+    ) as base:
         yield base
 
 

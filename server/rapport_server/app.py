@@ -15,6 +15,8 @@ from .config import Settings
 from .connections.endpoints import router as connections_router
 from .db import create_engine, sessionmaker, writer_engine
 from .domain import Clock, system_clock
+from .events.endpoints import router as events_router
+from .events.notify import notifier_for
 from .health.endpoints import router as health_router
 from .invitations.endpoints import router as invitations_router
 from .logs import configure_logging
@@ -23,6 +25,10 @@ from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .parties.endpoints import router as parties_router
 from .services import Services, load_secret
 from .webapp import mount_webapp
+from .webhooks.endpoints import keys_router as webhook_keys_router
+from .webhooks.endpoints import router as webhooks_router
+from .webhooks.signing import ServerSigner
+from .webhooks.worker import build_worker
 from .writes import WriteBatcher
 
 DESCRIPTION = """Rapport: consent-based, two-way connections between businesses and people.
@@ -50,8 +56,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         maker = sessionmaker(engine)
         secret = settings.secret_key or await load_secret(maker, "access_token_key", clock)
-        batcher = WriteBatcher(sessionmaker(writer_engine(engine)), max_batch=settings.max_batch)
+        signer = ServerSigner(await load_secret(maker, "webhook_signing_key", clock))
+        notifier = notifier_for(settings.database_url)
+        await notifier.start()
+        writer = sessionmaker(writer_engine(engine))
+        batcher = WriteBatcher(writer, max_batch=settings.max_batch, notifier=notifier)
         await batcher.start()
+        worker = build_worker(settings, writer, notifier, signer) if settings.run_worker else None
+        if worker is not None:
+            await worker.start()
         app.state.services = Services(
             settings=settings,
             engine=engine,
@@ -59,10 +72,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             batcher=batcher,
             clock=clock,
             tokens=AccessTokens(secret, settings.public_url, settings.access_token_ttl),
+            notifier=notifier,
+            webhook_signer=signer,
         )
+        app.state.worker = worker
         try:
             yield
         finally:
+            await notifier.stop()  # ends event streams
+            if worker is not None:
+                await worker.stop()
             await batcher.stop()
             await engine.dispose()
 
@@ -81,6 +100,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         invitations_router,
         connections_router,
         messages_router,
+        events_router,
+        webhooks_router,
+        webhook_keys_router,
         account_router,
     ):
         app.include_router(router)

@@ -35,6 +35,27 @@ class Settings(BaseSettings):
     idempotency_ttl: int = Field(default=86400, ge=60)
     log_level: str = "info"
     db_pool_size: int = Field(default=10, ge=1)
+    run_worker: bool = Field(
+        default=True,
+        description="Run a webhook delivery worker inside this server process "
+        "(turn off when running `rapport worker` processes instead).",
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60, description="Seconds per attempt.")
+    webhook_retry_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1.0,
+        description="Multiplies the retry schedule (tests shrink ~3 days to seconds).",
+    )
+    webhook_concurrency: int = Field(default=16, ge=1, le=256, description="Parallel attempts.")
+    webhook_dev_mode: bool = Field(
+        default=False,
+        description="Allow http:// webhook URLs and loopback targets (development only).",
+    )
+    stream_heartbeat: float = Field(default=15.0, gt=0, description="SSE heartbeat seconds.")
+    stream_poll: float = Field(
+        default=5.0, gt=0, description="Readers re-read this often even without a wake-up."
+    )
     migrate_on_start: bool | None = Field(
         default=None, description="Apply migrations at start-up (default: only for SQLite)."
     )

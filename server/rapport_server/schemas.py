@@ -233,3 +233,16 @@ class BroadcastResult(Out):
     delivered: int
     held: int
     refused: dict[str, int]
+
+
+class StreamEvent(Out):
+    """One entry of a party's event stream (SSE ``data``, webhook ``data``, JSON pages)."""
+
+    id: int = Field(description="Per-party event number: SSE id, inbox id, webhook cursor.")
+    type: Literal["message", "connection", "grant", "mute", "sever", "favour", "key"]
+    cid: str
+    created_time: int
+    server_seq: int | None = Field(description="The signed object's number in the server log.")
+    object: dict[str, Any] | None = Field(
+        description="The signed object that caused the event (messages carry their payload)."
+    )

@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .auth.tokens import AccessTokens
 from .config import Settings
 from .domain import Clock
+from .events.notify import LocalNotifier
 from .tables import ServerSecret
+from .webhooks.signing import ServerSigner
 from .writes import WriteBatcher
 
 
@@ -52,6 +54,8 @@ class Services:
     batcher: WriteBatcher
     clock: Clock
     tokens: AccessTokens
+    notifier: LocalNotifier
+    webhook_signer: ServerSigner
     parties: PartyCache = field(default_factory=PartyCache)
 
 

@@ -213,6 +213,12 @@ class WebhookEndpoint(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
     cursor: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    types: Mapped[str | None] = mapped_column(String(200))
+    """Comma-separated event types to deliver; NULL means all."""
+    description: Mapped[str | None] = mapped_column(String(200))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    """After a rotation, deliveries are signed with both secrets until ``previous_until``."""
+    previous_until: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class WebhookDelivery(Base):

@@ -18,11 +18,16 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .events.store import touched
+
+if TYPE_CHECKING:
+    from .events.notify import LocalNotifier
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +73,10 @@ class WriteBatcher:
         *,
         max_batch: int = 128,
         max_attempts: int = 5,
+        notifier: LocalNotifier | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._notifier = notifier
         self._max_batch = max_batch
         self._max_attempts = max_attempts
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -119,6 +126,7 @@ class WriteBatcher:
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         retry: list[_Pending] = []
         hooks: list[Callable[[], None]] = []
+        woken: set[str] = set()
         try:
             async with self._sessionmaker() as session, session.begin():
                 for item in batch:
@@ -146,6 +154,9 @@ class WriteBatcher:
                         continue
                     outcomes.append((item, result, None))
                     hooks.extend(ctx._after_commit)
+                woken = touched(session)
+                if woken and self._notifier is not None:
+                    await self._notifier.publish_in_transaction(session, woken)
         except (OperationalError, DBAPIError, OSError) as exc:
             log.warning("write_batch_not_committed", error=type(exc).__name__, units=len(batch))
             for item in batch:
@@ -161,6 +172,8 @@ class WriteBatcher:
                 item.future.set_result(result)
             else:
                 item.future.set_exception(error)
+        if woken and self._notifier is not None:
+            self._notifier.committed(woken)
         for hook in hooks:
             try:
                 hook()

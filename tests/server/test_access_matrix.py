@@ -37,6 +37,16 @@ ROUTES: dict[tuple[str, str], MessageType | None] = {
     ("POST", "/v1/invitations/{invitation_id}/decline"): M.DECLINE,
 }
 PUBLIC = {("GET", "/v1/invitations/by-token/{token}")}
+# Owned by one party, not by a connection: tests/server/test_webhooks.py checks them.
+WEBHOOK_ROUTES = {
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"),
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/disable"),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/enable"),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"),
+}
 
 
 def test_every_route_with_an_id_is_in_the_matrix(server_url: str) -> None:
@@ -49,7 +59,7 @@ def test_every_route_with_an_id_is_in_the_matrix(server_url: str) -> None:
         for method in ops
         if "{" in path
     }
-    assert with_ids == set(ROUTES) | PUBLIC
+    assert with_ids == set(ROUTES) | PUBLIC | WEBHOOK_ROUTES
 
 
 def body_for(mtype: MessageType, ids: dict[str, str]) -> dict[str, Any]:

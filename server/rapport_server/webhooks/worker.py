@@ -1,0 +1,365 @@
+"""The webhook delivery worker: outbox → deliveries → signed HTTP attempts with retries.
+
+1. **Expand**: for each enabled endpoint whose party's stream grew past the endpoint's
+   cursor, insert one delivery row per new event (set-based ``INSERT … SELECT``) and move the
+   cursor, in one transaction. Events are the outbox (written with the change they report),
+   so nothing committed is missed and nothing uncommitted is seen.
+2. **Claim**: take due deliveries with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+   any number of workers share the work; SQLite serialises writers instead).
+3. **Attempt** concurrently, then record all outcomes in one transaction: delivered, retry at
+   the next step of the schedule (or later if the receiver sent ``Retry-After``), dead after
+   the last step, endpoint disabled on ``410 Gone``.
+
+Delivery is at-least-once: a worker that dies after a receiver answered but before recording
+it leaves the lease to expire, and the attempt is repeated with the same ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ..config import Settings
+from ..events import service as events
+from ..events.notify import ANY, LocalNotifier
+from ..tables import Event, LogEntry, Party, WebhookDelivery, WebhookEndpoint
+from .schemas import webhook_id
+from .signing import ServerSigner
+from .ssrf import PinnedBackend, PinnedTransport, Resolver, SystemResolver
+
+log = structlog.get_logger(__name__)
+
+# Standard Webhooks / Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; then two
+# more (14 h, 24 h) so an endpoint gets about three days to recover before a dead letter.
+SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000, 50400, 86400)
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_RETRY_AFTER = 86400.0
+EXPAND_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    delivery_id: int
+    endpoint_id: str
+    ok: bool
+    status: int | None
+    error: str | None
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    delivery_id: int
+    endpoint_id: str
+    attempts: int
+    url: str
+    secrets: list[str]
+    seq: int
+    body: bytes
+
+
+class DeliveryWorker:
+    """One worker loop; run as many as you like against PostgreSQL."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        notifier: LocalNotifier,
+        signer: ServerSigner,
+        transport: httpx.AsyncBaseTransport,
+        timeout: float = 10.0,
+        retry_scale: float = 1.0,
+        concurrency: int = 16,
+        batch: int = 64,
+        poll: float = 1.0,
+        wall: Callable[[], float] = time.time,
+        skip_locked: bool = False,
+    ) -> None:
+        self._maker = sessionmaker
+        self._notifier = notifier
+        self._signer = signer
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            headers={"user-agent": "rapport-webhooks/1", "content-type": "application/json"},
+        )
+        self._timeout = timeout
+        self._scale = retry_scale
+        self._slots = asyncio.Semaphore(concurrency)
+        self._batch = batch
+        self._poll = poll
+        self._wall = wall
+        self._skip_locked = skip_locked
+        self._task: asyncio.Task[None] | None = None
+        self.attempts = 0
+        self.delivered = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="rapport-webhook-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._client.aclose()
+
+    async def run(self) -> None:
+        with self._notifier.subscribe(ANY) as sub:
+            while True:
+                sub.clear()
+                try:
+                    await self.expand()
+                    done = await self.deliver_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database is away: back off, keep the loop
+                    log.warning("webhook_worker_error", error=type(exc).__name__)
+                    await asyncio.sleep(self._poll)
+                    continue
+                if done < self._batch:
+                    await sub.wait(self._poll)
+
+    def _lock(self, query: Any) -> Any:
+        return query.with_for_update(skip_locked=True) if self._skip_locked else query
+
+    async def expand(self) -> int:
+        """Turn new events into pending deliveries; returns how many were created."""
+        now = self._wall()
+        created = 0
+        async with self._maker() as session, session.begin():
+            due = await session.execute(
+                self._lock(
+                    select(
+                        WebhookEndpoint.id,
+                        WebhookEndpoint.party_id,
+                        WebhookEndpoint.cursor,
+                        WebhookEndpoint.types,
+                        Party.event_seq,
+                    )
+                    .join(Party, Party.id == WebhookEndpoint.party_id)
+                    .where(
+                        WebhookEndpoint.status == "enabled",
+                        Party.event_seq > WebhookEndpoint.cursor,
+                    )
+                    .limit(100)
+                )
+            )
+            for endpoint_id, party_id, cursor, types, top in due.all():
+                upto = min(int(top), int(cursor) + EXPAND_BATCH)
+                events_query = select(
+                    literal(endpoint_id),
+                    Event.id,
+                    literal("pending"),
+                    literal(0),
+                    literal(now),
+                    literal(int(now)),
+                ).where(Event.party_id == party_id, Event.seq > cursor, Event.seq <= upto)
+                if types:
+                    events_query = events_query.where(Event.kind.in_(types.split(",")))
+                result = await session.execute(
+                    insert(WebhookDelivery).from_select(
+                        [
+                            "endpoint_id",
+                            "event_id",
+                            "status",
+                            "attempts",
+                            "next_attempt_at",
+                            "created_at",
+                        ],
+                        events_query,
+                    )
+                )
+                created += int(result.rowcount)  # type: ignore[attr-defined]
+                await session.execute(
+                    update(WebhookEndpoint)
+                    .where(WebhookEndpoint.id == endpoint_id)
+                    .values(cursor=upto)
+                )
+        return created
+
+    async def _claim(self) -> list[_Job]:
+        now = self._wall()
+        lease = now + self._timeout + 30
+        async with self._maker() as session, session.begin():
+            rows = await session.execute(
+                self._lock(
+                    select(WebhookDelivery.id)
+                    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                    .where(
+                        WebhookDelivery.status == "pending",
+                        WebhookDelivery.next_attempt_at <= now,
+                        (WebhookDelivery.locked_until.is_(None))
+                        | (WebhookDelivery.locked_until < now),
+                        WebhookEndpoint.status == "enabled",
+                    )
+                    .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                    .limit(self._batch)
+                )
+            )
+            ids = [int(i) for (i,) in rows.all()]
+            if not ids:
+                return []
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(ids))
+                .values(locked_until=lease)
+            )
+            loaded = await session.execute(
+                select(WebhookDelivery, WebhookEndpoint, Event, LogEntry)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .join(Event, Event.id == WebhookDelivery.event_id)
+                .outerjoin(LogEntry, LogEntry.seq == Event.log_seq)
+                .where(WebhookDelivery.id.in_(ids))
+            )
+            jobs = []
+            for delivery, endpoint, event, entry in loaded.all():
+                secrets = [endpoint.secret]
+                if endpoint.previous_secret and (endpoint.previous_until or 0) > now:
+                    secrets.append(endpoint.previous_secret)
+                jobs.append(
+                    _Job(
+                        delivery_id=delivery.id,
+                        endpoint_id=endpoint.id,
+                        attempts=delivery.attempts,
+                        url=endpoint.url,
+                        secrets=secrets,
+                        seq=event.seq,
+                        body=_body(event, entry),
+                    )
+                )
+            return jobs
+
+    async def deliver_due(self) -> int:
+        """Claim due deliveries, attempt them, record the outcomes; returns how many."""
+        jobs = await self._claim()
+        if not jobs:
+            return 0
+        outcomes = await asyncio.gather(*(self._attempt(job) for job in jobs))
+        await self._record(jobs, outcomes)
+        return len(jobs)
+
+    async def _attempt(self, job: _Job) -> Outcome:
+        timestamp = int(self._wall())
+        headers = self._signer.headers(webhook_id(job.seq), timestamp, job.body, job.secrets)
+        async with self._slots:
+            self.attempts += 1
+            try:
+                async with self._client.stream(
+                    "POST", job.url, content=job.body, headers=headers
+                ) as response:
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read >= MAX_RESPONSE_BYTES:
+                            break  # only the status matters; never read an unbounded body
+                    status = response.status_code
+                    retry_after = _retry_after(response.headers.get("retry-after"))
+            except httpx.HTTPError as exc:
+                return Outcome(job.delivery_id, job.endpoint_id, False, None, _describe(exc), None)
+        ok = 200 <= status < 300
+        if ok:
+            self.delivered += 1
+        return Outcome(
+            job.delivery_id,
+            job.endpoint_id,
+            ok,
+            status,
+            None if ok else f"HTTP {status}",
+            retry_after if status in (429, 503) else None,
+        )
+
+    async def _record(self, jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
+        now = self._wall()
+        attempts = {job.delivery_id: job.attempts for job in jobs}
+        async with self._maker() as session, session.begin():
+            for outcome in outcomes:
+                values: dict[str, Any] = {
+                    "locked_until": None,
+                    "last_status": outcome.status,
+                    "last_error": outcome.error,
+                    "attempts": attempts[outcome.delivery_id] + 1,
+                }
+                if outcome.ok:
+                    values |= {"status": "delivered", "delivered_at": int(now)}
+                elif outcome.status == 410:
+                    values |= {"status": "dead"}
+                    await session.execute(
+                        update(WebhookEndpoint)
+                        .where(WebhookEndpoint.id == outcome.endpoint_id)
+                        .values(status="disabled", disabled_reason="receiver answered 410 Gone")
+                    )
+                else:
+                    step = attempts[outcome.delivery_id] + 1
+                    if step >= len(SCHEDULE):
+                        values |= {"status": "dead"}
+                    else:
+                        delay = SCHEDULE[step] * self._scale
+                        if outcome.retry_after is not None:
+                            delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER))
+                        values |= {"next_attempt_at": now + delay}
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id == outcome.delivery_id)
+                    .values(**values)
+                )
+
+
+def _body(event: Event, entry: LogEntry | None) -> bytes:
+    created = datetime.fromtimestamp(event.created_at, UTC).isoformat().replace("+00:00", "Z")
+    payload = {"type": event.kind, "timestamp": created, "data": events.to_wire(event, entry)}
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        from email.utils import parsedate_to_datetime
+
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    return None
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+def build_worker(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    notifier: LocalNotifier,
+    signer: ServerSigner,
+    *,
+    resolver: Resolver | None = None,
+) -> DeliveryWorker:
+    """A worker configured from settings (SSRF-pinned transport, schedule scale, …)."""
+    backend = PinnedBackend(resolver or SystemResolver(), dev_mode=settings.webhook_dev_mode)
+    return DeliveryWorker(
+        sessionmaker,
+        notifier=notifier,
+        signer=signer,
+        transport=PinnedTransport(backend, max_connections=settings.webhook_concurrency * 2),
+        timeout=settings.webhook_timeout,
+        retry_scale=settings.webhook_retry_scale,
+        concurrency=settings.webhook_concurrency,
+        skip_locked=not settings.is_sqlite,
+    )
