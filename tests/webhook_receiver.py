@@ -71,8 +71,8 @@ class WebhookReceiver:
     async def reopen(self) -> None:
         await self.__aenter__()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 15) -> None:
+        deadline = time.monotonic() + within
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out; received {len(self.received)} requests")

@@ -184,7 +184,7 @@ async def test_deliveries_verify_with_the_standard_webhooks_library_and_the_publ
         inbox = (await person.get("/v1/messages")).json()["data"]
         assert got.id == f"evt_{inbox[-1]['id']}" == f"evt_{payload['data']['id']}"
         # A tampered body fails verification.
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(Exception):
             Webhook(endpoint["secret"]).verify(got.body.replace(b"beans", b"beanz"), got.headers)
 
 
@@ -207,7 +207,7 @@ async def test_receiver_down_then_up_gets_everything_once_per_webhook_id(
         await asyncio.sleep(0.5)
         up = True
         await receiver.reopen()
-        await receiver.wait_for(lambda: len(receiver.ok()) >= 10, timeout=30)
+        await receiver.wait_for(lambda: len(receiver.ok()) >= 10, within=30)
         await asyncio.sleep(0.5)  # nothing more should arrive
         ids = [r.id for r in receiver.ok()]
         assert len(ids) == len(set(ids)) == 10
