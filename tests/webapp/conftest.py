@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.helpers import Actor, FakeClock, live_server
 
@@ -22,16 +23,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        "web app browser tests need Debian's chromium at /usr/bin/chromium "
-        "(run scripts/install_browser.sh)",
-        allow_module_level=True,
-    )
-try:
-    from playwright.async_api import Browser, BrowserContext, async_playwright
-except ImportError:  # pragma: no cover - requirements-dev.txt installs it
-    pytest.skip("playwright (requirements-dev.txt) is not installed", allow_module_level=True)
+SKIP_REASON = (
+    "web app browser tests need Debian's chromium at /usr/bin/chromium "
+    "(run scripts/install_browser.sh)"
+)
+HAVE_BROWSER = CHROMIUM.exists()
+needs_browser = pytest.mark.skipif(not HAVE_BROWSER, reason=SKIP_REASON)
 
 
 class WallClock(FakeClock):
@@ -49,6 +46,8 @@ async def web_url(database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    if not HAVE_BROWSER:
+        pytest.skip(SKIP_REASON)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
@@ -90,7 +89,7 @@ async def shop(web_url: str) -> AsyncIterator[Actor]:
         yield actor
 
 
-async def axe_violations(page: Any) -> list[dict[str, Any]]:
+async def axe_violations(page: Page) -> list[dict[str, Any]]:
     """Serious and critical axe-core violations on the page as it is now."""
     await page.add_script_tag(path=str(AXE))
     result = await page.evaluate(

@@ -18,7 +18,9 @@ from rapport_protocol import MessageType
 
 from tests.helpers import Actor
 
-from .conftest import axe_violations
+from .conftest import axe_violations, needs_browser
+
+pytestmark = needs_browser
 
 REQUESTED = [
     {"scope": "message", "topic": "orders", "purpose": "order updates"},
@@ -152,6 +154,8 @@ async def test_person_story_in_the_browser(
     assert r.json()["held"] is False  # exempt from the mute
     await expect(page.get_by_text("Your order #42 has shipped")).to_be_visible(timeout=10_000)
     await expect(page.locator("#inbox-count")).to_have_text("1")
+    if (await shop.get("/v1/events?limit=1")).status_code == 200:
+        await expect(page.locator("#live-mode")).to_have_text("Live")  # the SSE stream
     await screens.shot("inbox-live")
 
     # 8. A favour: the business asks, the person accepts and fulfils, the business thanks.
@@ -264,3 +268,29 @@ async def test_person_story_in_the_browser(
     assert not errors, errors
     assert not screens.violations, screens.violations
     assert time.monotonic() - started < 120
+
+
+async def test_inbox_still_updates_by_polling_without_the_event_stream(
+    shop: Actor, phone: BrowserContext, artifacts: Path
+) -> None:
+    r = await shop.invite(requested=[{"scope": "message", "topic": "orders"}], label="Bakery")
+    assert r.status_code == 201, r.text
+    page = await phone.new_page()
+    errors = watch_errors(page)
+    # An older server: no /v1/events at all (neither the stream nor the JSON form).
+    await page.route("**/v1/events*", lambda route: route.fulfill(status=404, body="{}"))
+    await page.goto(r.json()["url"])
+    await page.get_by_label("Your name").fill("Bo")
+    await page.get_by_role("button", name="Create my key and start").click()
+    await page.get_by_role("button", name="Accept and connect").click()
+    await expect(page.locator("#history-verdict")).to_contain_text("verified ✓")
+    cid = page.url.rsplit("/", 1)[-1]
+    await page.get_by_role("link", name="Inbox").click()
+    await expect(page.get_by_text("No messages yet.")).to_be_visible()
+    await expect(page.locator("#live-mode")).to_have_text("Live (polling)")
+    r = await shop.send(cid, "orders", "Fresh bread is ready")
+    assert r.status_code == 201, r.text
+    await expect(page.get_by_text("Fresh bread is ready")).to_be_visible(timeout=10_000)
+    await page.screenshot(path=str(artifacts / "inbox-polling.png"))
+    # 404 responses are logged by Chromium as console errors: only page errors count here.
+    assert not [e for e in errors if e.startswith("page error")], errors

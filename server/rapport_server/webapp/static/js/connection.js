@@ -46,6 +46,15 @@ const STEP_WORDS = {
   "key-rotation": "changed keys",
 };
 
+const FAVOUR_DONE_WORDS = {
+  accept: "You agreed to the favour.",
+  decline: "You declined the favour.",
+  counter: "You answered with a counter-offer.",
+  fulfil: "Favour marked as done.",
+  withdraw: "You withdrew your request.",
+  acknowledge: "You said thanks.",
+};
+
 const CAP_PERIODS = [
   ["PT1H", "hour"],
   ["P1D", "day"],
@@ -74,7 +83,7 @@ export function favourActions(favour, cid, ctx) {
         if (text) body.note = text;
         const path = `/v1/connections/${cid}/favours/${favour.id}/${name === "counter" ? "decline" : name}`;
         await ctx.app.api.act("POST", path, cid, `favour-${name === "counter" ? "decline" : name}`, body);
-        announce(`Favour ${name === "counter" ? "answered with a counter-offer" : `${name}ed`.replace("eed", "ed")}.`);
+        announce(FAVOUR_DONE_WORDS[name]);
         await ctx.render({ quiet: true });
       }),
     );
