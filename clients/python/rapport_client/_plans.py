@@ -32,6 +32,9 @@ GrantInput = GrantSpec | Mapping[str, Any]
 """A grant: a :class:`rapport_protocol.types.GrantSpec` or a dict of its members, e.g.
 ``{"scope": "message", "topic": "order_updates", "rate": {"count": 3, "period": "P1D"}}``."""
 
+STALE_HEAD_CODES = frozenset({"chain_broken", "replayed"})
+"""Answers meaning our chain head is behind the server's: re-read it from the log."""
+
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
@@ -159,7 +162,8 @@ class Operations:
     ) -> Plan[Any]:
         """Sign the next object of our chain in ``cid``, send it, move the head on success.
 
-        A ``chain_broken`` answer (another process of ours moved the chain) is healed once:
+        A ``chain_broken`` or ``replayed`` answer (another process of ours moved the chain
+        since we last looked) is healed once:
         the head is re-read from the log and the object re-signed. When the outcome is
         unknown (no answer, or a server error), the head is forgotten and re-read next time.
         """
@@ -175,7 +179,7 @@ class Operations:
             if answer.ok:
                 signer.advance(obj)
                 return answer.body
-            if answer.code == "chain_broken" and attempt == 0:
+            if answer.code in STALE_HEAD_CODES and attempt == 0:
                 signer.forget(cid)
                 continue
             if answer.status >= 500 or answer.status == 408:
@@ -760,7 +764,7 @@ class WebhookEndpointPlans:
         return self._one("POST", f"/v1/webhook-endpoints/{endpoint_id}/enable")
 
     def deliveries(
-        self, endpoint_id: str, *, status: str | None = None
+        self, endpoint_id: str, *, status: Literal["pending", "delivered", "dead"] | None = None
     ) -> Paged[models.WebhookDelivery]:
         """Delivery records of an endpoint (``status="dead"`` for the given-up ones)."""
         return self._ops.paged(
@@ -769,12 +773,12 @@ class WebhookEndpointPlans:
             {"status": status},
         )
 
-    def replay(self, endpoint_id: str, *, after: int | None = None) -> Plan[dict[str, Any]]:
-        """Deliver again: every event after sequence ``after``, or the dead deliveries."""
+    def replay(self, endpoint_id: str, *, after: int | None = None) -> Plan[models.ReplayResult]:
+        """Deliver again: every event numbered above ``after``, or (without it) the dead
+        deliveries. Redeliveries keep their ``webhook-id`` so receivers can de-duplicate."""
         body = {"after": after} if after is not None else {}
         answer = yield ApiRequest("POST", f"/v1/webhook-endpoints/{endpoint_id}/replay", json=body)
-        result = expect(answer)
-        return result if isinstance(result, dict) else {"result": result}
+        return parse(models.ReplayResult, expect(answer))
 
     def keys(self) -> Plan[builtins.list[models.WebhookKey]]:
         """The server's webhook signing keys (for ``v1a`` Ed25519 verification)."""

@@ -249,14 +249,28 @@ class WebhookEndpoint(Model):
 
 
 class WebhookDelivery(Model):
-    """One delivery attempt record of an endpoint (members as the server reports them)."""
+    """One delivery of an event to an endpoint, with its attempts and outcome."""
 
-    id: str | int
-    status: str | None = None
+    id: int
+    event_id: int
+    webhook_id: str
+    status: Literal["pending", "delivered", "dead"] | str
+    attempts: int = 0
+    next_attempt_time: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_time: int | None = None
+
+
+class ReplayResult(Model):
+    """How many deliveries a replay scheduled."""
+
+    scheduled: int
 
 
 class WebhookKey(Model):
     """A server webhook signing key (``public_key`` is ``whpk_<base64>``)."""
 
     kid: str
+    alg: str = "Ed25519"
     public_key: str
