@@ -4,7 +4,8 @@
   our reference JCS must both produce the expected bytes.
 - Wycheproof and CCTV Ed25519: ``VerifyKey.verify`` (the one signature check the protocol,
   the server, the SDK's log verifier and its webhook verifier all use), the DID path
-  (``parse_did``) and the envelope path (``envelope.verify``).
+  (``parse_did``), the envelope path (``envelope.verify``) and the SDK's offline log
+  verifier (``rapport_client.verify_log``). The server path is in test_server_path.py.
 
 Policy (spec §8): accept exactly when the key is a canonical prime-order-subgroup point and
 the signature satisfies the strict cofactorless check. In CCTV terms, a vector is accepted
@@ -20,6 +21,7 @@ from typing import Any
 
 import base58
 import pytest
+import rapport_client
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rapport_protocol import canonical, errors
@@ -78,8 +80,8 @@ def did_verdict(public_key: bytes) -> str | None:
     return None
 
 
-def envelope_verdict(public_key: bytes, signature: bytes) -> str | None:
-    """An invitation signed 'by' this key with the vector's signature: the error code."""
+def envelope_object(public_key: bytes, signature: bytes) -> dict[str, Any]:
+    """An invitation 'from' this key carrying the vector's signature (over another message)."""
     did = did_for(public_key)
     unsigned = {
         "type": MessageType.INVITATION.uri,
@@ -89,7 +91,7 @@ def envelope_verdict(public_key: bytes, signature: bytes) -> str | None:
         "body": {"label": "vector", "kind": "person"},
     }
     signing_input = canonical.canonicalize(unsigned)
-    raw = {
+    return {
         "id": hashlib.sha256(signing_input).hexdigest(),
         **unsigned,
         "proof": {
@@ -98,8 +100,16 @@ def envelope_verdict(public_key: bytes, signature: bytes) -> str | None:
             "sig": canonical.b64url(signature),
         },
     }
+
+
+def envelope_verdict(public_key: bytes, signature: bytes, path: str = "protocol") -> str | None:
+    """The error code of the envelope path (protocol ``verify`` or the SDK's log verifier)."""
+    raw = envelope_object(public_key, signature)
     try:
-        verify(raw)
+        if path == "protocol":
+            verify(raw)
+        else:
+            rapport_client.verify_log([(raw, raw["created_time"])])
     except errors.ProtocolError as exc:
         return exc.code
     return None
@@ -148,6 +158,7 @@ def test_cctv_accepted_exactly_when_no_flag_on_every_path() -> None:
         accepted = verdict is True
         key_code = did_verdict(public_key)
         envelope_code = envelope_verdict(public_key, signature)
+        sdk_code = envelope_verdict(public_key, signature, path="sdk")
         figures["tried"] += 1
         figures["accepted"] += accepted
         figures["key refused (weak_public_key)"] += verdict == "weak_public_key"
@@ -159,6 +170,7 @@ def test_cctv_accepted_exactly_when_no_flag_on_every_path() -> None:
         # The envelope path never accepts: refused keys fail at the DID, the others sign
         # another message, so their signature cannot verify over the object.
         assert envelope_code == (key_code or "bad_signature"), vector["number"]
+        assert sdk_code == envelope_code, vector["number"]
     print(f"\nCCTV Ed25519: {dict(figures)}; wrong verdicts: {len(wrong)}")
     assert figures["tried"] == len(CCTV) == 914
     assert wrong == []
