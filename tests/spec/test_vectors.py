@@ -263,3 +263,22 @@ def test_invalid_vectors_cover_the_verification_errors() -> None:
         "grant_conflict",
     }
     assert required <= codes
+
+
+# Codes no vector can show: family bases never raised themselves, server-only codes
+# (they need server records: invitation uses, blocks), and the body sub-codes that
+# verification reports as invalid_body (spec §5.1).
+UNVECTORED = {
+    "protocol_error",
+    "not_permitted",
+    "invitation_used",
+    "reinvite_blocked",
+    "invalid_period",
+    "invalid_time_zone",
+}
+
+
+def test_every_other_error_code_has_a_vector() -> None:
+    shown = {c["expect"]["error"] for c in INVALID["cases"]}
+    shown |= {c["expect"]["code"] for c in DECIDE["cases"] if c["expect"]["result"] == "refused"}
+    assert set(errors.ERRORS_BY_CODE) - shown == UNVECTORED
