@@ -106,5 +106,15 @@ def keygen(
     typer.echo(key.did)
 
 
+def _install_party_commands() -> None:
+    # Party commands (through the SDK) and the demo live in their own modules.
+    from rapport_cli import demo, party
+
+    party.install(app)
+    app.command()(demo.demo)
+
+
+_install_party_commands()
+
 if __name__ == "__main__":
     app()

@@ -520,8 +520,10 @@ class FavourPlans:
         due_time: int | None = None,
         expires_time: int | None = None,
     ) -> Plan[models.Favour]:
-        """Ask the other party a favour of ``kind`` (needs their ``favour`` grant for it);
-        ``return_of`` names a favour of theirs you did that this one returns."""
+        """Ask the other party a favour of ``kind`` (needs their ``favour`` grant for it).
+
+        ``return_of`` names a favour you did for them (fulfilled): doing this one, they
+        return it, and the ledger counts it as returned by them."""
         body: dict[str, Any] = {"kind": kind, "description": description}
         if return_of:
             body["return_of"] = return_of
