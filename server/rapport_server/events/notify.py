@@ -49,8 +49,11 @@ class Subscription:
 
     async def wait(self, seconds: float) -> bool:
         """Wait for a hint; ``False`` on timeout (the caller re-reads anyway)."""
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+        # races with the flag being set, leaving a task that never stops.
         try:
-            await asyncio.wait_for(self._flag.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._flag.wait()
         except TimeoutError:
             return False
         return True
@@ -125,7 +128,8 @@ class PostgresNotifier(LocalNotifier):
         self._task = asyncio.create_task(self._listen(), name="rapport-pg-listen")
         # Readers work without the listener (they poll); wait briefly so hints flow at once.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), 5)
+            async with asyncio.timeout(5):
+                await self._connected.wait()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -159,7 +163,8 @@ class PostgresNotifier(LocalNotifier):
                 self.wake_all()
                 while not lost.is_set() and not conn.is_closed():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), 5)
+                        async with asyncio.timeout(5):
+                            await lost.wait()
                     if not lost.is_set():
                         await conn.execute("SELECT 1")  # detect a dead connection
             except asyncio.CancelledError:

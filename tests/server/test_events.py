@@ -1,0 +1,110 @@
+"""GET /v1/events: the durable per-party stream as SSE (live, resumable) and JSON pages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from tests.helpers import Actor, FakeClock, connect, live_server
+from tests.sse import Frame, frames
+
+GRANTS = [{"scope": "message", "topic": "news"}]
+
+
+async def collect(actor: Actor, n: int, *, last_event_id: str | None = None) -> list[Frame]:
+    headers = {**actor.headers, "Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    got: list[Frame] = []
+    async with actor.http.stream(
+        "GET", actor.base_url + "/v1/events", headers=headers, timeout=10
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        async for frame in frames(r):
+            if frame.id is not None:
+                got.append(frame)
+            if len(got) >= n:
+                break
+    return got
+
+
+async def test_stream_delivers_live_events_in_order_and_resumes_from_last_event_id(
+    business: Actor, person: Actor
+) -> None:
+    cid = await connect(business, person, person_grants=GRANTS)
+    reader = asyncio.create_task(collect(person, 3))
+    await asyncio.sleep(0.3)  # the stream is open and idle before the sends happen
+    sent_at = time.monotonic()
+    for i in range(3):
+        assert (await business.send(cid, "news", f"m{i}")).status_code == 201
+    live = await asyncio.wait_for(reader, 10)
+    assert time.monotonic() - sent_at < 2
+    assert [f.event for f in live] == ["message"] * 3
+    assert [f.json["object"]["payload"] for f in live] == ["m0", "m1", "m2"]
+    ids = [int(f.id or 0) for f in live]
+    assert ids == list(range(ids[0], ids[0] + 3))
+    assert all(f.json["id"] == int(f.id or 0) and f.json["cid"] == cid for f in live)
+
+    for i in range(3, 5):
+        assert (await business.send(cid, "news", f"m{i}")).status_code == 201
+    resumed = await collect(person, 3, last_event_id=live[1].id)
+    assert [f.json["object"]["payload"] for f in resumed] == ["m2", "m3", "m4"]
+
+    # The inbox and the JSON form share the numbering.
+    inbox = (await person.get("/v1/messages")).json()["data"]
+    assert [m["id"] for m in inbox[-5:]] == [*ids, ids[-1] + 1, ids[-1] + 2]
+    page = (await person.get("/v1/events", params={"after": ids[0]})).json()
+    assert [e["id"] for e in page["data"]] == [ids[0] + k for k in range(1, 5)]
+    assert page["has_more"] is False
+
+
+async def test_every_kind_of_change_reaches_the_other_side(business: Actor, person: Actor) -> None:
+    cid = await connect(business, person, person_grants=GRANTS)
+    before = (await business.get("/v1/events")).json()["data"]
+    assert [e["type"] for e in before if e["cid"] == cid] == ["connection"]
+    from rapport_protocol import MessageType as M
+
+    r = await person.act(
+        "POST",
+        f"/v1/connections/{cid}/grants",
+        M.GRANT_ISSUE,
+        {"grant": {"scope": "message", "topic": "offers"}},
+        cid,
+    )
+    assert r.status_code == 201, r.text
+    r = await person.act("PUT", f"/v1/connections/{cid}/mute", M.MUTE, {"mode": "hold"}, cid)
+    assert r.status_code == 200, r.text
+    r = await person.act("POST", f"/v1/connections/{cid}/sever", M.SEVER, {"data": "delete"}, cid)
+    assert r.status_code == 200, r.text
+    after = (await business.get("/v1/events")).json()["data"]
+    kinds = [e["type"] for e in after if e["cid"] == cid]
+    assert kinds == ["connection", "grant", "mute", "sever"]
+    assert all(e["object"]["from"] == person.did for e in after if e["cid"] == cid)
+
+
+async def test_heartbeats_and_bad_last_event_id(database_url: str, clock: FakeClock) -> None:
+    async with (
+        live_server(database_url, clock, stream_heartbeat=0.2, run_worker=False) as base,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        me = Actor(http=http, clock=clock, base_url=base)
+        await me.register("person", "hb")
+        headers: dict[str, Any] = {**me.headers, "Accept": "text/event-stream"}
+        comments = 0
+        started = time.monotonic()
+        async with http.stream("GET", base + "/v1/events", headers=headers) as r:
+            async for frame in frames(r):
+                if frame.comment and frame.comment.startswith("ping"):
+                    comments += 1
+                if comments >= 2:
+                    break
+        assert time.monotonic() - started < 3
+        bad = {**headers, "Last-Event-ID": "12; DROP"}
+        r2 = await http.get(base + "/v1/events", headers=bad)
+        assert r2.status_code == 400 and r2.json()["code"] == "invalid_cursor"
+        anon = await http.get(base + "/v1/events", headers={"Accept": "text/event-stream"})
+        assert anon.status_code == 401
