@@ -48,7 +48,9 @@ export function publicKeyOfDid(did) {
   if (raw.length !== 34 || raw[0] !== 0xed || raw[1] !== 0x01) {
     throw new Error("not an Ed25519 did:key");
   }
-  return raw.slice(2);
+  const publicKey = raw.slice(2);
+  if (didOfPublicKey(publicKey) !== did) throw new Error("did:key is not canonically encoded");
+  return publicKey;
 }
 
 /** An identity from a 32-byte seed: {seed, publicKey, did, kid, sign(bytes)}. */
@@ -126,7 +128,13 @@ export async function checkObject(obj) {
   if ((await sha256Hex(input)) !== obj.id) return "id is not the hash of the content";
   let good = false;
   try {
-    good = await ed.verifyAsync(b64urlDecode(obj.proof.sig), input, publicKey);
+    // Strict RFC 8032 like libsodium: canonical encodings, S < L, no small-order A or R.
+    if (ed.Point.fromHex(publicKey, false).isSmallOrder()) return "weak public key";
+    const signature = b64urlDecode(obj.proof.sig);
+    if (signature.length !== 64 || ed.Point.fromHex(signature.slice(0, 32), false).isSmallOrder()) {
+      return "signature does not verify";
+    }
+    good = await ed.verifyAsync(signature, input, publicKey, { zip215: false });
   } catch {
     good = false;
   }
@@ -147,6 +155,7 @@ export async function verifyLog(objects) {
   const problems = [];
   const roleOf = new Map();
   const heads = [{ seq: 0, last: null }, { seq: 0, last: null }];
+  let cid = null; // derived from the invitation and the acceptor, like derive_cid
   for (const [index, obj] of objects.entries()) {
     const reason = await checkObject(obj);
     if (reason) problems.push({ index, id: obj?.id, reason });
@@ -162,14 +171,24 @@ export async function verifyLog(objects) {
     if (type === "key-rotation") {
       const role = roleOf.get(obj.from);
       if (role === undefined) problems.push({ index, id: obj.id, reason: "rotation by a stranger" });
-      else roleOf.set(obj.body.new_key, role);
+      else {
+        roleOf.delete(obj.from); // the old key speaks for nobody any more
+        roleOf.set(obj.body.new_key, role);
+      }
       continue;
     }
     if (UNCHAINED.has(type) || (type === "message" && obj.cid === undefined)) continue;
-    if ((type === "accept" || type === "decline") && !roleOf.has(obj.from)) roleOf.set(obj.from, 1);
+    if ((type === "accept" || type === "decline") && heads[1].seq === 0 && !roleOf.has(obj.from)) {
+      roleOf.set(obj.from, 1);
+      cid = await deriveCid(objects[0].id, obj.from);
+    }
+    if (obj.cid !== cid) {
+      if (!reason) problems.push({ index, id: obj.id, reason: "not this connection" });
+      continue;
+    }
     const role = roleOf.get(obj.from);
     if (role === undefined) {
-      problems.push({ index, id: obj.id, reason: "sender is not a party" });
+      if (!reason) problems.push({ index, id: obj.id, reason: "sender is not a party" });
       continue;
     }
     const head = heads[role];
