@@ -1,0 +1,153 @@
+"""Drive load from a separate process on the load CPU: wrk (peak throughput) and the
+open-loop generator in :mod:`bench.loadgen` (latency at a fixed rate)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.servers import ROOT, pinned
+
+LUA = Path(__file__).resolve().parent / "send.lua"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one load run measured."""
+
+    tool: str
+    ok: int
+    failed: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    detail: str = ""
+
+    @property
+    def rate(self) -> float:
+        """2xx responses per second."""
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def _run(cmd: list[str], timeout: float) -> str:
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def peak(
+    url: str,
+    requests: Path,
+    *,
+    seconds: float,
+    connections: int,
+    mode: str = "chain",
+    cpu: int | None,
+    tool: str = "wrk",
+) -> LoadResult:
+    """Closed-loop peak throughput with ``connections`` connections."""
+    if tool == "wrk":
+        cmd = [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(LUA),
+            url,
+            "--",
+            str(requests),
+            mode,
+            "1",
+        ]
+        out = _run(pinned(cmd, cpu), seconds + 120)
+        line = next(x for x in reversed(out.splitlines()) if x.startswith("{"))
+        data = json.loads(line)
+        detail = ""
+        if data["failed"] or data["socket_errors"] or data["filler"]:
+            detail = (
+                f"non-2xx {data['failed']} ({data['statuses']}), socket errors "
+                f"{data['socket_errors']}, idle fillers {data['filler']}"
+            )
+        return LoadResult(
+            "wrk",
+            data["ok"],
+            data["failed"],
+            data["duration_us"] / 1e6,
+            data["p50_us"] / 1000,
+            data["p99_us"] / 1000,
+            detail,
+        )
+    return _loadgen(url, requests, seconds=seconds, connections=connections, mode=mode, cpu=cpu)
+
+
+def fixed_rate(
+    url: str,
+    requests: Path,
+    *,
+    rate: float,
+    seconds: float,
+    connections: int,
+    mode: str = "chain",
+    cpu: int | None,
+) -> LoadResult:
+    """Open-loop run at ``rate`` requests/s: latency measured from each request's due time."""
+    return _loadgen(
+        url, requests, seconds=seconds, connections=connections, mode=mode, cpu=cpu, rate=rate
+    )
+
+
+def _loadgen(
+    url: str,
+    requests: Path,
+    *,
+    seconds: float,
+    connections: int,
+    mode: str,
+    cpu: int | None,
+    rate: float = 0.0,
+) -> LoadResult:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--url",
+        url,
+        "--file",
+        str(requests),
+        "--duration",
+        str(seconds),
+        "--connections",
+        str(connections),
+        "--mode",
+        mode,
+        "--rate",
+        str(rate),
+    ]
+    out = _run(pinned(cmd, cpu), seconds + 120)
+    data = json.loads(out.strip().splitlines()[-1])
+    detail = ""
+    if data["failed"] or data["starved"]:
+        detail = f"non-2xx {data['failed']} {data['statuses']}, starved {data['starved']}"
+    return LoadResult(
+        "loadgen" + (f"@{rate:.0f}/s" if rate else ""),
+        data["ok"],
+        data["failed"],
+        data["seconds"],
+        data["p50_ms"],
+        data["p99_ms"],
+        detail,
+    )

@@ -1,0 +1,59 @@
+"""The one results table: each figure next to the reference measured in the same run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table. ``ratio`` is figure / reference (``None``: not applicable)."""
+
+    name: str
+    backend: str
+    figure: str
+    reference: str
+    ratio: float | None = None
+    goal: str = ""
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """``met`` / ``MISSED`` for goals of the form ``≥ x`` or ``≤ x``; else empty."""
+        if self.ratio is None or not self.goal or math.isnan(self.ratio):
+            return ""
+        op, _, value = self.goal.partition(" ")
+        try:
+            bound = float(value.rstrip("×"))
+        except ValueError:
+            return ""
+        if op == "≥":
+            return "met" if self.ratio >= bound else "MISSED"
+        if op == "≤":
+            return "met" if self.ratio <= bound else "MISSED"
+        return ""
+
+
+def pending(name: str, backend: str, why: str) -> Row:
+    """A row for a figure this run could not measure."""
+    return Row(name, backend, "pending", "—", None, "", why)
+
+
+def rate(value: float, unit: str = "/s") -> str:
+    """A rate with thousands separators."""
+    return f"{value:,.0f}{unit}"
+
+
+def render(rows: list[Row]) -> str:
+    """The table as GitHub Markdown (also readable in a terminal)."""
+    header = ("benchmark", "db", "figure", "reference (same run)", "ratio", "goal", "", "notes")
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for r in rows:
+        ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
+        cells = (r.name, r.backend, r.figure, r.reference, ratio, r.goal, r.verdict, r.note)
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
