@@ -1,0 +1,188 @@
+"""The ``rapport`` party commands and ``rapport demo``, against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from rapport_cli import demo as demo_module
+from rapport_cli.main import app
+from typer.testing import CliRunner
+
+from tests.helpers import live_server
+
+runner = CliRunner()
+
+
+def real_clock() -> int:
+    return int(time.time())
+
+
+@pytest.fixture(scope="module")
+async def cli_server(database_url: str) -> AsyncIterator[str]:
+    """A server on the real clock (the CLI signs with the system clock)."""
+    async with live_server(database_url, real_clock) as base:  # type: ignore[arg-type]
+        yield base
+
+
+def rapport(server: str, key: Path | None, *args: str, code: int = 0) -> str:
+    argv = [*args, "--server", server] + (["--key", str(key)] if key else [])
+    result = runner.invoke(app, argv, catch_exceptions=False)
+    assert result.exit_code == code, (argv, result.exit_code, result.stdout, result.stderr)
+    return result.stdout if code == 0 else result.stderr
+
+
+def as_json(server: str, key: Path, *args: str) -> object:
+    return json.loads(rapport(server, key, *args, "--json"))
+
+
+def test_cli_story(cli_server: str, tmp_path: Path) -> None:
+    biz, ann = tmp_path / "biz.json", tmp_path / "ann.json"
+    assert "Registered business" in rapport(
+        cli_server, biz, "register", "business", "Roastery", "--new-key"
+    )
+    assert (biz.stat().st_mode & 0o777) == 0o600
+    rapport(cli_server, ann, "register", "person", "Ann", "--new-key")
+    me = as_json(cli_server, ann, "whoami")
+    assert me["kind"] == "person"  # type: ignore[index]
+
+    invitation = as_json(
+        cli_server, biz, "invite", "--label", "Roastery", "--offer", "favour:callback",
+        "--request", "message:order_updates:1/P1D", "--request", "message:marketing",
+    )  # fmt: skip
+    link = invitation["url"]  # type: ignore[index]
+    text = rapport(cli_server, ann, "accept", link, "--grant-requested")
+    assert "Connected:" in text and "order_updates" in text and "\x1b[" not in text
+    rows = as_json(cli_server, biz, "connections")
+    assert isinstance(rows, list) and len(rows) == 1
+    cid = rows[0]["cid"]
+    assert "cid" in rapport(cli_server, biz, "connections")  # the table
+
+    assert "Delivered" in rapport(cli_server, biz, "send", cid, "order_updates", "shipped")
+    err = rapport(cli_server, biz, "send", cid, "order_updates", "again", code=3)
+    assert "rate_exceeded" in err and "retry after" in err
+    err = rapport(cli_server, biz, "send", cid, "surveys", "how are we doing?", code=3)
+    assert "grant_missing" in err and "HTTP 403" in err
+    inbox = as_json(cli_server, ann, "inbox", "--unacked", "--ack")
+    assert [m["content"] for m in inbox] == ["shipped"]  # type: ignore[index,union-attr]
+    assert as_json(cli_server, ann, "inbox", "--unacked") == []
+
+    rapport(cli_server, ann, "mute", cid, "--for", "3600", "--mode", "reject")
+    err = rapport(cli_server, biz, "send", cid, "marketing", "sale", code=3)
+    assert "muted" in err and "muted until" in err
+    assert "Unmuted" in rapport(cli_server, ann, "unmute", cid)
+
+    favour = as_json(cli_server, ann, "favour", "request", cid, "callback", "Call me please")
+    fid = favour["id"]  # type: ignore[index]
+    rapport(cli_server, biz, "favour", "accept", cid, fid)
+    rapport(cli_server, biz, "favour", "fulfil", cid, fid, "--note", "done")
+    done = as_json(cli_server, ann, "favour", "acknowledge", cid, fid)
+    assert done["status"] == "acknowledged"  # type: ignore[index]
+    ledger = as_json(cli_server, biz, "favour", "ledger", cid)
+    assert ledger["me"]["given"] == 1  # type: ignore[index]
+    rapport(cli_server, biz, "favour", "accept", cid, fid, code=3)  # no longer requested
+
+    grants = as_json(cli_server, ann, "grant", "list", cid)
+    marketing = next(g for g in grants["granted_by_me"] if g["topic"] == "marketing")  # type: ignore[index]
+    rapport(cli_server, ann, "grant", "revoke", cid, marketing["id"])
+    rapport(cli_server, biz, "send", cid, "marketing", "sale", code=3)
+    issued = as_json(cli_server, biz, "grant", "issue", cid, "message:support")
+    assert issued["direction"] == "granted_by_me"  # type: ignore[index]
+
+    rapport(cli_server, ann, "sever", cid, "--yes", "--block-reinvite")
+    err = rapport(cli_server, biz, "send", cid, "order_updates", "hello?", code=3)
+    assert "connection_severed" in err
+    out = rapport(cli_server, ann, "log", cid, "--verify")
+    assert "Verified offline" in out and "status severed" in out
+    verdict = as_json(cli_server, biz, "log", cid, "--verify")
+    assert verdict["verification"]["valid"] is True  # type: ignore[index]
+    export_file = tmp_path / "export.json"
+    rapport(cli_server, ann, "export", "--out", str(export_file))
+    assert json.loads(export_file.read_text())["party"]["display_name"] == "Ann"
+
+
+def test_cli_refuses_a_key_file_others_can_read(cli_server: str, tmp_path: Path) -> None:
+    key = tmp_path / "key.json"
+    rapport(cli_server, key, "register", "person", "Bo", "--new-key")
+    os.chmod(key, 0o644)
+    err = rapport(cli_server, key, "whoami", code=2)
+    assert "too open" in err
+
+
+def test_cli_missing_key_file_is_explained(cli_server: str, tmp_path: Path) -> None:
+    err = rapport(cli_server, tmp_path / "none.json", "whoami", code=2)
+    assert "no key file" in err and "--new-key" in err
+
+
+def test_cli_unreachable_server_exits_4(tmp_path: Path) -> None:
+    key = tmp_path / "key.json"
+    from rapport_client import keys
+
+    keys.save_key(keys.generate_key(), key)
+    err = rapport("http://127.0.0.1:9", key, "whoami", code=4)
+    assert "could not reach" in err
+
+
+def test_cli_bad_grant_syntax_is_a_usage_error(cli_server: str, tmp_path: Path) -> None:
+    key = tmp_path / "key.json"
+    rapport(cli_server, key, "register", "business", "Co", "--new-key")
+    result = runner.invoke(
+        app, ["invite", "--request", "message", "--server", cli_server, "--key", str(key)]
+    )
+    assert result.exit_code == 2 and "SCOPE:TOPIC" in result.output
+
+
+def test_demo_against_a_running_server(cli_server: str) -> None:
+    result = runner.invoke(app, ["demo", "--server", cli_server], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for expected in ("grant_missing", "rate_exceeded", "retry after", "held=True", "muted",
+                     "grant_conflict", "connection_severed", "reinvite_blocked",
+                     "verified 21 signed objects", "Every step behaved"):  # fmt: skip
+        assert expected in result.stdout, expected
+
+
+def test_demo_exits_non_zero_when_a_step_misbehaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo_module, "play", lambda base, out: ["step 6: rate cap not enforced"])
+    result = runner.invoke(app, ["demo", "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and "rate cap not enforced" in result.stderr
+
+
+def test_story_records_an_accepted_action_that_should_have_been_refused() -> None:
+    from rapport_client import errors
+    from rich.console import Console
+
+    story = demo_module.Story(Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    story.refused("Ann", "send", lambda: None, errors.GrantMissing)
+    story.refused(
+        "Ann",
+        "send",
+        lambda: (_ for _ in ()).throw(errors.Muted("x", code="muted")),
+        errors.GrantMissing,
+    )
+    assert (
+        len(story.failures) == 2
+        and "accepted" in story.failures[0]
+        and "got muted" in story.failures[1]
+    )
+
+
+@pytest.mark.parametrize("target", ["default", "leg"])
+def test_rapport_demo_in_process(database_url: str, target: str) -> None:
+    """`rapport demo` as a user runs it: its own server on a temporary SQLite file, or on
+    this leg's database (SQLite file or PostgreSQL) via --database-url."""
+    args = [sys.executable, "-m", "rapport_cli.main", "demo"]
+    if target == "leg":
+        args += ["--database-url", database_url]
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=180, env={**os.environ, "NO_COLOR": "1"}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Every step behaved as the protocol says." in done.stdout
+    backend = "postgresql" if target == "leg" and "postgresql" in database_url else "sqlite"
+    assert f"in-process server ({backend})" in done.stdout
