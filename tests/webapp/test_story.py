@@ -44,6 +44,10 @@ class Screens:
         await self.page.screenshot(
             path=str(self.folder / f"{self.count:02d}-{name}.png"), full_page=True
         )
+        overflow = await self.page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0, f"{name}: wider than the phone by {overflow}px"
         if axe:
             found = await axe_violations(self.page)
             if found:
@@ -88,6 +92,11 @@ async def test_person_story_in_the_browser(
     # 1. The link opens the app; no key yet, so the welcome screen comes first.
     await page.goto(invite_url)
     await expect(page.get_by_text("You opened an invitation")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Welcome to Rapport")).to_be_focused()
+    await page.get_by_role("link", name="Skip to content").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("main")).to_be_focused()
+    assert "#/invite/" in page.url  # the router's hash is untouched
     await screens.shot("welcome")
     await page.get_by_label("Your name").fill("Ann")
     await page.get_by_role("button", name="Create my key and start").click()
@@ -183,6 +192,27 @@ async def test_person_story_in_the_browser(
     await page.get_by_role("button", name="Mark as read").click()
     await expect(page.locator("#inbox-count")).to_be_hidden()
 
+    # 8b. A second ask gets a counter-offer (a decline carrying the person's note).
+    r = await shop.act(
+        "POST",
+        f"/v1/connections/{cid}/favours",
+        MessageType.FAVOUR_REQUEST,
+        {"kind": "review", "description": "Could you film a video review?"},
+        cid,
+    )
+    assert r.status_code == 201, r.text
+    second = r.json()["id"]
+    ask = page.get_by_role("group", name="Answer: Could you film a video review?")
+    await ask.get_by_role("button", name="Counter…").click(timeout=10_000)
+    counter = page.get_by_role("dialog", name="Counter-offer")
+    await counter.get_by_label("What can you offer instead?").fill("A written review instead")
+    await counter.get_by_role("button", name="Send counter-offer").click()
+    await expect(page.get_by_role("status")).to_contain_text("counter-offer")
+    log = (await shop.get(f"/v1/connections/{cid}/log?limit=200")).json()["data"]
+    answer = [e["object"] for e in log if e["object"]["body"].get("favour") == second]
+    assert [o["type"].rsplit("/", 1)[-1] for o in answer] == ["favour-decline"]
+    assert answer[0]["body"]["note"] == "Counter-offer: A written review instead"
+
     # 9. The connection page: ledger and a history that still verifies; a tampered copy does not.
     await page.get_by_role("link", name="Connections").click()
     await expect(page.get_by_role("link", name="Roastery")).to_be_visible()
@@ -212,7 +242,24 @@ async def test_person_story_in_the_browser(
     assert tampered[3] is False
     await screens.shot("connection-history")
 
+    # 9b. A live update never wipes what the person is typing; it waits for them.
+    cap = page.get_by_label("At most").first
+    await cap.fill("7")
+    r = await shop.send(cid, "orders", "A second order update")
+    assert r.status_code == 201, r.text
+    await page.wait_for_timeout(2500)
+    await expect(cap).to_have_value("7")
+    await expect(cap).to_be_focused()
+    await page.get_by_role("button", name="Unmute").click()  # moves focus: the refresh runs
+    await expect(page.get_by_text("active", exact=True)).to_be_visible()
+    assert (await server_connection(shop, cid))["muted_by_them"] is None
+    await expect(page.get_by_label("At most").first).to_have_value("5")
+
     # 10. Sever, after a confirmation naming the consequences and the data instruction.
+    await page.get_by_role("button", name="Cut off Roastery…").click()
+    await page.keyboard.press("Escape")  # the keyboard way out changes nothing
+    await expect(page.get_by_role("dialog")).to_have_count(0)
+    assert (await server_connection(shop, cid))["status"] == "active"
     await page.get_by_role("button", name="Cut off Roastery…").click()
     dialog = page.get_by_role("dialog", name="Cut off Roastery?")
     await expect(dialog).to_contain_text("can no longer send you messages")

@@ -385,6 +385,30 @@ async function viewAccount() {
 
 // ---------------------------------------------------------------- start-up
 
+let waitingForIdle = false;
+
+function refreshWhenIdle() {
+  if (waitingForIdle) return;
+  const active = document.activeElement;
+  const typing =
+    active &&
+    main().contains(active) &&
+    (["TEXTAREA", "SELECT"].includes(active.tagName) ||
+      (active.tagName === "INPUT" && !["checkbox", "radio", "button", "submit", "file"].includes(active.type)));
+  if (document.querySelector("dialog[open]") || typing) {
+    refreshBadge();
+    waitingForIdle = true;
+    const retry = () => {
+      waitingForIdle = false;
+      setTimeout(refreshWhenIdle, 50);
+    };
+    if (typing) active.addEventListener("blur", retry, { once: true });
+    else document.querySelector("dialog[open]").addEventListener("close", retry, { once: true });
+    return;
+  }
+  render({ quiet: true });
+}
+
 async function start(identity) {
   app.identity = identity;
   app.api = new Api(identity);
@@ -394,11 +418,10 @@ async function start(identity) {
     app.api,
     (event) => {
       if (event?.type === "message") announce(`New message from ${nameOf(event.cid)}`);
-      // Coalesce bursts; re-render without stealing focus, and never under an open dialog.
+      // Coalesce bursts; re-render without stealing focus, never under an open dialog and
+      // never while the person is typing (that would wipe the field): wait for them.
       clearTimeout(timer);
-      timer = setTimeout(() => {
-        if (!document.querySelector("dialog[open]")) render({ quiet: true });
-      }, 150);
+      timer = setTimeout(refreshWhenIdle, 150);
     },
     (mode) => {
       app.liveMode = mode;
@@ -414,6 +437,11 @@ async function boot() {
     history.replaceState(null, "", `/app/#/invite/${invite[1]}`);
   }
   window.addEventListener("hashchange", () => render());
+  // The skip link must not touch the hash: the hash is the router's.
+  document.querySelector(".skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    main().focus();
+  });
   try {
     const identity = await loadIdentity();
     if (identity?.partyId) await start(identity);
