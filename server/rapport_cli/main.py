@@ -106,6 +106,26 @@ def keygen(
     typer.echo(key.did)
 
 
+@app.command()
+def worker(
+    database_url: Annotated[
+        str | None, typer.Option(envvar="RAPPORT_DATABASE_URL", help="SQLAlchemy async URL.")
+    ] = None,
+) -> None:
+    """Run a webhook delivery worker (start `rapport serve` with RAPPORT_RUN_WORKER=false
+    to leave delivery to these processes; run several against PostgreSQL)."""
+    import os
+
+    from rapport_server.config import Settings
+    from rapport_server.webhooks.runner import run_worker
+
+    if database_url:
+        os.environ["RAPPORT_DATABASE_URL"] = database_url
+    settings = Settings()
+    typer.echo(f"Rapport webhook worker on {_redact(settings.database_url)}")
+    asyncio.run(run_worker(settings))
+
+
 def _install_party_commands() -> None:
     # Party commands (through the SDK) and the demo live in their own modules.
     from rapport_cli import demo, party

@@ -182,7 +182,13 @@ async def test_deliveries_verify_with_the_standard_webhooks_library_and_the_publ
         assert payload["data"]["object"]["payload"] == "beans are in"
         verify_v1a(await server_key(person), got)
         inbox = (await person.get("/v1/messages")).json()["data"]
-        assert got.id == f"evt_{inbox[-1]['id']}" == f"evt_{payload['data']['id']}"
+        assert payload["data"]["id"] == inbox[-1]["id"]  # the stream's event number
+        assert got.id.startswith("msg_")
+        endpoint_path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
+        listed = (await person.get(endpoint_path)).json()["data"]
+        assert [(d["webhook_id"], d["event_id"], d["status"]) for d in listed] == [
+            (got.id, inbox[-1]["id"], "delivered")
+        ]
         # A tampered body fails verification.
         with pytest.raises(Exception):
             Webhook(endpoint["secret"]).verify(got.body.replace(b"beans", b"beanz"), got.headers)

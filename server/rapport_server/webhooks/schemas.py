@@ -74,7 +74,7 @@ class WebhookDelivery(Out):
         return cls(
             id=row.id,
             event_id=seq,
-            webhook_id=webhook_id(seq),
+            webhook_id=webhook_id(row.event_id),
             status=row.status,  # type: ignore[arg-type]
             attempts=row.attempts,
             next_attempt_time=row.next_attempt_at if row.status == "pending" else None,
@@ -111,6 +111,7 @@ class WebhookKeys(Out):
     keys: list[WebhookKey]
 
 
-def webhook_id(seq: int) -> str:
-    """The Standard Webhooks message id of event number ``seq``."""
-    return f"evt_{seq}"
+def webhook_id(event_row_id: int) -> str:
+    """The Standard Webhooks message id of an event: unique across parties (one receiver
+    may serve many parties' endpoints), the same on every retry and replay."""
+    return f"msg_{event_row_id}"

@@ -65,7 +65,7 @@ class _Job:
     attempts: int
     url: str
     secrets: list[str]
-    seq: int
+    event_row_id: int
     body: bytes
 
 
@@ -238,7 +238,7 @@ class DeliveryWorker:
                         attempts=delivery.attempts,
                         url=endpoint.url,
                         secrets=secrets,
-                        seq=event.seq,
+                        event_row_id=event.id,
                         body=_body(event, entry),
                     )
                 )
@@ -255,7 +255,7 @@ class DeliveryWorker:
 
     async def _attempt(self, job: _Job) -> Outcome:
         timestamp = int(self._wall())
-        headers = self._signer.headers(webhook_id(job.seq), timestamp, job.body, job.secrets)
+        headers = self._signer.headers(webhook_id(job.event_row_id), timestamp, job.body, job.secrets)
         async with self._slots:
             self.attempts += 1
             try:
