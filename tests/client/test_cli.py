@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,20 +13,7 @@ from rapport_cli import demo as demo_module
 from rapport_cli.main import app
 from typer.testing import CliRunner
 
-from tests.helpers import live_server
-
 runner = CliRunner()
-
-
-def real_clock() -> int:
-    return int(time.time())
-
-
-@pytest.fixture(scope="module")
-async def cli_server(database_url: str) -> AsyncIterator[str]:
-    """A server on the real clock (the CLI signs with the system clock)."""
-    async with live_server(database_url, real_clock) as base:  # type: ignore[arg-type]
-        yield base
 
 
 def rapport(server: str, key: Path | None, *args: str, code: int = 0) -> str:
