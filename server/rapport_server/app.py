@@ -62,7 +62,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         writer = sessionmaker(writer_engine(engine))
         batcher = WriteBatcher(writer, max_batch=settings.max_batch, notifier=notifier)
         await batcher.start()
-        worker = build_worker(settings, writer, notifier, signer) if settings.run_worker else None
+        worker = (
+            build_worker(settings, writer, notifier, signer, reader=maker)
+            if settings.run_worker
+            else None
+        )
         if worker is not None:
             await worker.start()
         app.state.services = Services(

@@ -29,7 +29,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     signer = ServerSigner(await load_secret(maker, "webhook_signing_key", system_clock))
     notifier = notifier_for(settings.database_url)
     await notifier.start()
-    worker = build_worker(settings, sessionmaker(writer_engine(engine)), notifier, signer)
+    worker = build_worker(
+        settings, sessionmaker(writer_engine(engine)), notifier, signer, reader=maker
+    )
     await worker.start()
     log.info("webhook_worker_started")
     try:

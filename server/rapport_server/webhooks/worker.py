@@ -86,8 +86,12 @@ class DeliveryWorker:
         poll: float = 1.0,
         wall: Callable[[], float] = time.time,
         skip_locked: bool = False,
+        reader: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._maker = sessionmaker
+        # Probes run in plain read transactions, so an idle worker never takes SQLite's
+        # write lock; the writer sessions are used only when there is work.
+        self._reader = reader or sessionmaker
         self._notifier = notifier
         self._signer = signer
         self._client = httpx.AsyncClient(
@@ -137,10 +141,20 @@ class DeliveryWorker:
     def _lock(self, query: Any) -> Any:
         return query.with_for_update(skip_locked=True) if self._skip_locked else query
 
+    async def _probe(self, query: Any) -> bool:
+        async with self._reader() as session:
+            return (await session.execute(query.limit(1))).first() is not None
+
     async def expand(self) -> int:
         """Turn new events into pending deliveries; returns how many were created."""
         now = self._wall()
         created = 0
+        if not await self._probe(
+            select(WebhookEndpoint.id)
+            .join(Party, Party.id == WebhookEndpoint.party_id)
+            .where(WebhookEndpoint.status == "enabled", Party.event_seq > WebhookEndpoint.cursor)
+        ):
+            return 0
         async with self._maker() as session, session.begin():
             due = await session.execute(
                 self._lock(
@@ -195,6 +209,14 @@ class DeliveryWorker:
     async def _claim(self) -> list[_Job]:
         now = self._wall()
         lease = now + self._timeout + 30
+        if not await self._probe(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.next_attempt_at <= now,
+                (WebhookDelivery.locked_until.is_(None)) | (WebhookDelivery.locked_until < now),
+            )
+        ):
+            return []
         async with self._maker() as session, session.begin():
             rows = await session.execute(
                 self._lock(
@@ -255,7 +277,9 @@ class DeliveryWorker:
 
     async def _attempt(self, job: _Job) -> Outcome:
         timestamp = int(self._wall())
-        headers = self._signer.headers(webhook_id(job.event_row_id), timestamp, job.body, job.secrets)
+        headers = self._signer.headers(
+            webhook_id(job.event_row_id), timestamp, job.body, job.secrets
+        )
         async with self._slots:
             self.attempts += 1
             try:
@@ -350,6 +374,7 @@ def build_worker(
     signer: ServerSigner,
     *,
     resolver: Resolver | None = None,
+    reader: async_sessionmaker[AsyncSession] | None = None,
 ) -> DeliveryWorker:
     """A worker configured from settings (SSRF-pinned transport, schedule scale, …)."""
     backend = PinnedBackend(resolver or SystemResolver(), dev_mode=settings.webhook_dev_mode)
@@ -362,4 +387,5 @@ def build_worker(
         retry_scale=settings.webhook_retry_scale,
         concurrency=settings.webhook_concurrency,
         skip_locked=not settings.is_sqlite,
+        reader=reader,
     )
