@@ -39,6 +39,7 @@ from tests.reliability.conftest import profile, record
 M = MessageType
 PUBLIC = {
     ("GET", "/healthz"),
+    ("GET", "/.well-known/rapport-webhook-keys"),
     ("GET", "/v1/"),
     ("GET", "/v1/invitations/by-token/{token}"),
     ("POST", "/v1/oauth/token"),
