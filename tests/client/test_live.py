@@ -287,3 +287,38 @@ async def test_webhook_endpoint_lifecycle_and_verified_delivery(
                 await biz.webhook_endpoints.get(endpoint.id)
     finally:
         receiver.shutdown()
+
+
+async def test_broadcast_reaches_only_connections_that_granted_the_topic(
+    business: Client, server_url: str, clock: FakeClock
+) -> None:
+    people = []
+    for n, grants in enumerate(([ORDER_CAP], [{"scope": "message", "topic": "security"}])):
+        person = AsyncClient(server_url, key=SigningKey.generate(), clock=clock)
+        await person.parties.register("person", f"P{n}")
+        invitation = business.invitations.create(label="b", requested=[ORDER_CAP])
+        await person.invitations.accept(invitation.id, grants=grants)
+        people.append(person)
+    result = business.messages.broadcast(topic="order_updates", content="Sale on shipping")
+    # Selection is set-based: only connections whose grants permit the topic are candidates.
+    assert (result.candidates, result.delivered, result.held) == (1, 1, 0)
+    got = [[m.content async for m in p.messages.inbox()] for p in people]
+    assert got == [["Sale on shipping"], []]
+    for person in people:
+        await person.aclose()
+
+
+async def test_account_delete_severs_every_connection_with_signed_objects(
+    business: Client, person: AsyncClient
+) -> None:
+    cid = await connect(business, person)
+    business.messages.send(cid, topic="order_updates", content="before")
+    deleted = await person.account.delete(data="delete")
+    assert deleted.deleted and deleted.severed == 1
+    with pytest.raises(errors.ConnectionSevered):
+        business.messages.send(cid, topic="order_updates", content="after")
+    log = business.connections.log(cid).to_list()
+    state = verify_log(log).state
+    assert state.status == "severed" and state.severance and state.severance.data == "delete"
+    with pytest.raises(errors.AuthenticationError):
+        await person.parties.me()  # the key is retired with the party
