@@ -15,8 +15,9 @@ from rapport_protocol import SigningKey
 from rapport_protocol.types import GrantSpec, QuietHours, RateCap
 
 from . import errors, keys, models, webhooks
-from ._client import AsyncClient, AsyncPager, Client, SyncPager
+from ._client import AsyncClient, Client
 from ._core import DEFAULT_TIMEOUT, RetryPolicy
+from ._resources import AsyncPager, SyncPager
 from .errors import RapportError
 from .keys import generate_key, key_from_env, load_key, save_key
 from .logs import verify_log

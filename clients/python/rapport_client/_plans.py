@@ -209,18 +209,23 @@ class PartyPlans:
         """
         ops = self._ops
         signer = ops.signer
-        body: dict[str, Any] = {
-            "kind": kind,
-            "display_name": display_name,
-            "assertion": client_assertion(
-                signer.key, ops.public_url + "/v1/parties", signer.clock()
-            ),
-        }
-        if profile_url:
-            body["profile_url"] = profile_url
-        if logo_url:
-            body["logo_url"] = logo_url
-        answer = yield ApiRequest("POST", "/v1/parties", json=body, auth=False)
+
+        def request() -> ApiRequest:
+            # A fresh assertion (new jti) for every attempt: a used one is refused.
+            body: dict[str, Any] = {
+                "kind": kind,
+                "display_name": display_name,
+                "assertion": client_assertion(
+                    signer.key, ops.public_url + "/v1/parties", signer.clock()
+                ),
+            }
+            if profile_url:
+                body["profile_url"] = profile_url
+            if logo_url:
+                body["logo_url"] = logo_url
+            return ApiRequest("POST", "/v1/parties", json=body, auth=False, rebuild=request)
+
+        answer = yield request()
         party = parse(models.Party, expect(answer))
         ops.party = party
         return party
