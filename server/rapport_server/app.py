@@ -21,6 +21,7 @@ from .health.endpoints import router as health_router
 from .invitations.endpoints import router as invitations_router
 from .logs import configure_logging
 from .messages.endpoints import router as messages_router
+from .metrics import router as metrics_router
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .parties.endpoints import router as parties_router
 from .services import Services, load_secret
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         webhooks_router,
         webhook_keys_router,
         account_router,
+        metrics_router,
     ):
         app.include_router(router)
     mount_webapp(app)  # the person's web app at /app (static files only)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .events.store import touched
+from .metrics import WRITE_BATCHES, WRITE_UNITS
 
 if TYPE_CHECKING:
     from .events.notify import LocalNotifier
@@ -165,6 +166,8 @@ class WriteBatcher:
             return
         self.batches += 1
         self.units += len(outcomes)
+        WRITE_BATCHES.inc()
+        WRITE_UNITS.inc(len(outcomes))
         for item, result, error in outcomes:
             if item.future.done():
                 continue

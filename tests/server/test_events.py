@@ -108,3 +108,90 @@ async def test_heartbeats_and_bad_last_event_id(database_url: str, clock: FakeCl
         assert r2.status_code == 400 and r2.json()["code"] == "invalid_cursor"
         anon = await http.get(base + "/v1/events", headers={"Accept": "text/event-stream"})
         assert anon.status_code == 401
+
+
+async def test_a_stalled_consumer_holds_back_the_stream_instead_of_server_memory(
+    business: Actor, person: Actor, database_url: str, server_url: str
+) -> None:
+    """2,000 events of 32 KiB (64 MiB) for a reader that stops reading: the server writes
+    only what the socket buffers take, then waits; when the reader resumes, every event
+    arrives in order."""
+    import socket
+
+    from rapport_server.metrics import STREAM_FRAMES
+    from rapport_server.tables import Event, LogEntry, Party
+    from sqlalchemy import insert, update
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    cid = await connect(business, person, person_grants=GRANTS)
+    total, size = 2000, 32 * 1024
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        top = (
+            await conn.execute(
+                update(Party)
+                .where(Party.id == person.party_id)
+                .values(event_seq=Party.event_seq + total)
+                .returning(Party.event_seq)
+            )
+        ).scalar_one()
+        first_seq = top - total + 1
+        for start in range(0, total, 200):
+            logs = await conn.execute(
+                insert(LogEntry).returning(LogEntry.seq, sort_by_parameter_order=True),
+                [
+                    {
+                        "cid": cid,
+                        "object_id": f"{first_seq + i:064x}",
+                        "type": "message",
+                        "sender_id": business.party_id,
+                        "object": '{"type":"bulk"}',
+                        "payload": "x" * size,
+                        "received_at": 0,
+                    }
+                    for i in range(start, start + 200)
+                ],
+            )
+            await conn.execute(
+                insert(Event),
+                [
+                    {
+                        "party_id": person.party_id,
+                        "seq": first_seq + start + k,
+                        "cid": cid,
+                        "kind": "message",
+                        "log_seq": log_seq,
+                        "created_at": 0,
+                    }
+                    for k, log_seq in enumerate(logs.scalars().all())
+                ],
+            )
+    await engine.dispose()
+
+    host, port = server_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**20)
+    writer.write(
+        (
+            f"GET /v1/events?after={first_seq - 1} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {person.token}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    before = STREAM_FRAMES._value.get()
+    await asyncio.sleep(2)  # not reading
+    stalled = STREAM_FRAMES._value.get() - before
+    print(f"stalled reader: {stalled:.0f} of {total} frames written before the server waited")
+    assert stalled < total // 5
+
+    seen: list[int] = []
+    while len(seen) < total:
+        line = await asyncio.wait_for(reader.readline(), 10)
+        if line.startswith(b"id: "):
+            seen.append(int(line[4:]))
+    writer.close()
+    assert seen == list(range(first_seq, first_seq + total))

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..domain import DomainError, Subject
+from ..metrics import STREAM_FRAMES, STREAMS_OPEN
 from ..schemas import Page, StreamEvent
 from ..services import Services
 from ..web import PageDep, ServicesDep, SubjectDep, decode_cursor, encode_cursor
@@ -91,7 +92,7 @@ async def _stream(svc: Services, subject: Subject, start: int) -> AsyncIterator[
     last = start
     deadline = time.monotonic() + svc.settings.access_token_ttl
     yield ServerSentEvent(retry=1000, comment="rapport event stream")
-    with svc.notifier.subscribe(subject.party_id) as sub:
+    with STREAMS_OPEN.track_inprogress(), svc.notifier.subscribe(subject.party_id) as sub:
         while time.monotonic() < deadline and not svc.notifier.stopping:
             sub.clear()
             async with svc.sessionmaker() as session:
@@ -103,6 +104,7 @@ async def _stream(svc: Services, subject: Subject, start: int) -> AsyncIterator[
                     id=str(event.seq),
                     event=event.kind,
                 )
+                STREAM_FRAMES.inc()
                 last = event.seq
             if len(rows) < PAGE:
                 await sub.wait(min(svc.settings.stream_poll, max(deadline - time.monotonic(), 0)))

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ..config import Settings
 from ..events import service as events
 from ..events.notify import ANY, LocalNotifier
+from ..metrics import WEBHOOK_ATTEMPTS
 from ..tables import Event, LogEntry, Party, WebhookDelivery, WebhookEndpoint
 from .schemas import webhook_id
 from .signing import ServerSigner
@@ -294,8 +295,10 @@ class DeliveryWorker:
                     status = response.status_code
                     retry_after = _retry_after(response.headers.get("retry-after"))
             except httpx.HTTPError as exc:
+                WEBHOOK_ATTEMPTS.labels("transport_error").inc()
                 return Outcome(job.delivery_id, job.endpoint_id, False, None, _describe(exc), None)
         ok = 200 <= status < 300
+        WEBHOOK_ATTEMPTS.labels("delivered" if ok else f"http_{status // 100}xx").inc()
         if ok:
             self.delivered += 1
         return Outcome(
