@@ -307,6 +307,21 @@ def _play(s: Story, biz: Client, ann: Client) -> None:
         errors.GrantMissing,
     )
 
+    s.step("Each side's event stream recorded what it had to learn, in order")
+    for who, client, expected in (
+        (A, ann, {"message", "favour"}),
+        (B, biz, {"connection", "mute"}),
+    ):
+        events = [e for e in client.events.list() if e.cid == cid]
+        counts: dict[str, int] = {}
+        for event in events:
+            counts[event.type] = counts.get(event.type, 0) + 1
+        s.say(who, f"{len(events)} events: " + ", ".join(f"{k} ×{v}" for k, v in counts.items()))
+        s.check(
+            [e.id for e in events] == sorted(e.id for e in events) and expected <= counts.keys(),
+            f"{who}'s stream is ordered and has {sorted(expected)}",
+        )
+
     s.step("Ann severs: delete her data and block re-invitations")
     s.ok(
         A,
