@@ -195,3 +195,23 @@ async def test_a_stalled_consumer_holds_back_the_stream_instead_of_server_memory
             seen.append(int(line[4:]))
     writer.close()
     assert seen == list(range(first_seq, first_seq + total))
+
+
+async def test_the_stream_ends_when_the_account_is_deleted(
+    database_url: str, clock: FakeClock
+) -> None:
+    async with (
+        live_server(database_url, clock, stream_poll=0.3, run_worker=False) as base,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        me = Actor(http=http, clock=clock, base_url=base)
+        await me.register("person", "leaving")
+        headers = {**me.headers, "Accept": "text/event-stream"}
+        async with http.stream("GET", base + "/v1/events", headers=headers) as r:
+            assert r.status_code == 200
+            deleted = await me.post("/v1/account/delete", {"objects": []})
+            assert deleted.status_code == 200, deleted.text
+            started = time.monotonic()
+            async for _frame in frames(r):
+                pass  # the server closes the stream
+            assert time.monotonic() - started < 5

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 from rapport_protocol import MessageType, envelope, errors, strict_json
 from rapport_protocol.types import SeverBody
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ..connections import repository as conn_repo
 from ..connections import service as conn_service
@@ -19,7 +19,7 @@ from ..invitations.service import revoke_invitations_of
 from ..protocol_errors import to_problem
 from ..schemas import Connection, Invitation, Party
 from ..tables import Connection as ConnectionRow
-from ..tables import Event, LogEntry, RetiredKey
+from ..tables import Event, LogEntry, RetiredKey, WebhookDelivery, WebhookEndpoint
 from ..tables import Invitation as InvitationRow
 from ..tables import Party as PartyRow
 from ..web import ServicesDep, SessionDep, SubjectDep, run_write
@@ -212,6 +212,14 @@ async def delete_account(request: Request, svc: ServicesDep, subject: SubjectDep
         for cid in active:
             await conn_service.apply_object(ctx, subject, cid, by_cid[cid], t)
         await revoke_invitations_of(session, subject.party_id)
+        # Nothing more is delivered to a deleted party's receivers.
+        endpoints = select(WebhookEndpoint.id).where(WebhookEndpoint.party_id == subject.party_id)
+        await session.execute(
+            delete(WebhookDelivery).where(WebhookDelivery.endpoint_id.in_(endpoints))
+        )
+        await session.execute(
+            delete(WebhookEndpoint).where(WebhookEndpoint.party_id == subject.party_id)
+        )
         session.add(RetiredKey(did=subject.did, party_id=subject.party_id, retired_at=t))
         await session.execute(
             update(PartyRow).where(PartyRow.id == subject.party_id).values(deleted_at=t)

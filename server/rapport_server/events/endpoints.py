@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..domain import DomainError, Subject
 from ..metrics import STREAM_FRAMES, STREAMS_OPEN
+from ..parties import service as parties
 from ..schemas import Page, StreamEvent
 from ..services import Services
 from ..web import PageDep, ServicesDep, SubjectDep, decode_cursor, encode_cursor
@@ -83,6 +84,18 @@ def _parse_last_event_id(value: str) -> int:
     return int(value)
 
 
+async def _key_still_current(svc: Services, subject: Subject) -> bool:
+    cached = svc.parties.get(subject.party_id)
+    if cached is None:
+        async with svc.sessionmaker() as session:
+            party = await parties.get(session, subject.party_id)
+        if party is None:
+            return False
+        svc.parties.put(party.id, party.did, party.kind)
+        cached = (party.did, party.kind)
+    return cached[0] == subject.did
+
+
 async def _stream(svc: Services, subject: Subject, start: int) -> AsyncIterator[Any]:
     """Read from the table; sleep until a wake-up hint (or the poll interval); repeat.
 
@@ -94,6 +107,8 @@ async def _stream(svc: Services, subject: Subject, start: int) -> AsyncIterator[
     yield ServerSentEvent(retry=1000, comment="rapport event stream")
     with STREAMS_OPEN.track_inprogress(), svc.notifier.subscribe(subject.party_id) as sub:
         while time.monotonic() < deadline and not svc.notifier.stopping:
+            if not await _key_still_current(svc, subject):
+                return  # the key was rotated or the account deleted: the stream ends
             sub.clear()
             async with svc.sessionmaker() as session:
                 rows = await service.after(session, subject.party_id, last, PAGE)
