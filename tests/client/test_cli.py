@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -157,17 +159,45 @@ def test_story_records_an_accepted_action_that_should_have_been_refused() -> Non
     )
 
 
-@pytest.mark.parametrize("target", ["default", "leg"])
-def test_rapport_demo_in_process(database_url: str, target: str) -> None:
-    """`rapport demo` as a user runs it: its own server on a temporary SQLite file, or on
-    this leg's database (SQLite file or PostgreSQL) via --database-url."""
-    args = [sys.executable, "-m", "rapport_cli.main", "demo"]
-    if target == "leg":
-        args += ["--database-url", database_url]
+@pytest.fixture
+async def postgres_url(database_url: str) -> AsyncIterator[str]:
+    """This leg's PostgreSQL database, or on the SQLite leg a fresh one for this test."""
+    from tests.conftest import DEFAULT_PG, _pg_admin, backend
+
+    if backend() == "postgres":
+        yield database_url
+        return
+    from sqlalchemy.engine import make_url
+
+    admin = os.environ.get("RAPPORT_TEST_PG_URL", DEFAULT_PG)
+    name = "rapport_demo_" + secrets.token_hex(6)
+    try:
+        await _pg_admin(admin, f'CREATE DATABASE "{name}"')
+    except OSError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_demo(*extra: str) -> str:
+    args = [sys.executable, "-m", "rapport_cli.main", "demo", *extra]
     done = subprocess.run(
         args, capture_output=True, text=True, timeout=180, env={**os.environ, "NO_COLOR": "1"}
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Every step behaved as the protocol says." in done.stdout
-    backend = "postgresql" if target == "leg" and "postgresql" in database_url else "sqlite"
-    assert f"in-process server ({backend})" in done.stdout
+    return done.stdout
+
+
+def test_rapport_demo_on_its_own_temporary_sqlite() -> None:
+    """`rapport demo` as a user runs it: its own server on a temporary SQLite file."""
+    assert "in-process server (sqlite)" in run_demo()
+
+
+def test_rapport_demo_on_postgresql(postgres_url: str) -> None:
+    """`rapport demo --database-url postgresql+asyncpg://…` (on both test legs)."""
+    assert "in-process server (postgresql)" in run_demo("--database-url", postgres_url)
