@@ -339,5 +339,28 @@ async def test_inbox_still_updates_by_polling_without_the_event_stream(
     assert r.status_code == 201, r.text
     await expect(page.get_by_text("Fresh bread is ready")).to_be_visible(timeout=10_000)
     await page.screenshot(path=str(artifacts / "inbox-polling.png"))
+
+    # The person invites in turn: an invitation signed in the browser, shown as link + QR.
+    await page.get_by_role("link", name="Connections").click()
+    await page.get_by_role("link", name="Invite someone to connect with you").click()
+    await page.get_by_label("They may send me messages about").fill("family")
+    await page.get_by_role("button", name="Create invitation link").click()
+    link = await page.locator("#share-link").text_content()
+    assert link is not None and "/app/invite/" in link
+    qr = page.get_by_role("img", name="QR code of your invitation link")
+    assert await qr.get_attribute("data-text") == link
+    assert not await axe_violations(page)
+    await page.screenshot(path=str(artifacts / "share.png"), full_page=True)
+    r = await shop.http.get(f"{shop.base_url}/v1/invitations/by-token/{link.rsplit('/', 1)[-1]}")
+    invitation = r.json()["object"]
+    assert invitation["body"]["offered"] == [{"scope": "message", "topic": "family"}]
+    r = await shop.accept(invitation["id"], label="Roastery")
+    assert r.status_code == 201, r.text
+    r = await shop.send(r.json()["cid"], "family", "Hello from the other side")
+    assert r.status_code == 201, r.text
+    await page.get_by_role("link", name="Connections").click()
+    await page.get_by_role("link", name="Roastery").click()
+    await expect(page.get_by_role("switch", name="Messages about family")).to_be_checked()
+    await expect(page.locator("#history-verdict")).to_contain_text("verified ✓")
     # 404 responses are logged by Chromium as console errors: only page errors count here.
     assert not [e for e in errors if e.startswith("page error")], errors

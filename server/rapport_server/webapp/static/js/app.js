@@ -3,6 +3,7 @@ import { Api, ApiError } from "./api.js";
 import { renderConnection, favourActions, nameOf, learnNames } from "./connection.js";
 import { createIdentity, exportBackup, forgetIdentity, importBackup, loadIdentity, saveIdentity } from "./keystore.js";
 import { LiveUpdates } from "./live.js";
+import { b64url, sign } from "./protocol.js";
 import { qrSvg } from "./qr.js";
 import { ago, announce, busy, confirmDialog, dataChoice, download, field, grantWords, h, showError, statusChip, when } from "./ui.js";
 
@@ -37,10 +38,10 @@ function setPendingInvite(token, label) {
 }
 
 /** Render the current route into <main>; later renders win over slower earlier ones. */
-export async function render({ quiet = false } = {}) {
+export async function render({ quiet = false, live = false } = {}) {
   const ticket = ++rendering;
   const { name, arg } = route();
-  const views = { "": viewConnections, c: viewConnection, inbox: viewInbox, invite: viewInvite, account: viewAccount };
+  const views = { "": viewConnections, c: viewConnection, inbox: viewInbox, invite: viewInvite, share: viewShare, account: viewAccount };
   const view = app.identity?.partyId ? views[name] || viewConnections : viewWelcome;
   let content;
   try {
@@ -49,6 +50,11 @@ export async function render({ quiet = false } = {}) {
     content = h("section", {}, h("h1", { tabindex: "-1" }, "Something went wrong"), h("p", { class: "error" }, String(err.message || err)));
   }
   if (ticket !== rendering) return;
+  if (live && (isTyping() || document.querySelector("dialog[open]"))) {
+    // The person started typing (or opened a dialog) while we fetched: do not wipe it.
+    refreshWhenIdle();
+    return;
+  }
   const target = main();
   const focusKeep = quiet && target.contains(document.activeElement) ? document.activeElement.id : null;
   target.replaceChildren(content);
@@ -184,6 +190,7 @@ async function viewConnections() {
     h("h1", { tabindex: "-1" }, "My connections"),
     connections.length ? h("ul", { class: "cards" }, items) : h("p", {}, "No connections yet. Open an invitation link from a business to start."),
     openForm,
+    h("p", {}, h("a", { href: "#/share" }, "Invite someone to connect with you")),
   );
 }
 
@@ -320,6 +327,55 @@ async function viewInvite(token) {
   );
 }
 
+// ---------------------------------------------------------------- share my own invitation
+
+async function viewShare() {
+  const topic = h("input", { type: "text", id: "share-topic", value: "*", required: true, maxlength: 64 });
+  const multi = h("input", { type: "checkbox", id: "share-multi" });
+  const create = h("button", { type: "submit" }, "Create invitation link");
+  const result = h("div", { id: "share-result", "aria-live": "polite" });
+  const form = h(
+    "form",
+    {},
+    field("They may send me messages about", topic, "A topic such as “family”, or * for anything. You can change it later."),
+    h("label", { class: "check" }, multi, " Several people may use this link"),
+    create,
+  );
+  form.addEventListener(
+    "submit",
+    busy(create, async () => {
+      const nonce = b64url(crypto.getRandomValues(new Uint8Array(12)));
+      const body = {
+        label: app.identity.displayName || "me",
+        kind: "person",
+        multi_use: multi.checked,
+        offered: [{ scope: "message", topic: topic.value.trim() || "*" }],
+        requested: [],
+        nonce,
+      };
+      const obj = await sign(app.identity, "invitation", body);
+      const invitation = await app.api.request("POST", "/v1/invitations", { object: obj });
+      const copy = h("button", { type: "button", class: "secondary" }, "Copy link");
+      copy.addEventListener(
+        "click",
+        busy(copy, async () => {
+          await navigator.clipboard.writeText(invitation.url);
+          announce("Link copied.");
+        }),
+      );
+      result.replaceChildren(
+        h("h2", {}, "Your invitation"),
+        h("p", {}, "Send this link, or let them scan the code. Whoever accepts it connects with you."),
+        h("p", { class: "mono", id: "share-link" }, invitation.url),
+        copy,
+        h("figure", { class: "qr" }, qrSvg(invitation.url, "QR code of your invitation link"), h("figcaption", {}, "Scan to accept.")),
+      );
+      announce("Invitation created.");
+    }),
+  );
+  return h("section", {}, h("h1", { tabindex: "-1" }, "Invite someone"), h("p", {}, "Create a link that lets someone connect with you on your terms."), form, result);
+}
+
 // ---------------------------------------------------------------- account
 
 async function viewAccount() {
@@ -387,14 +443,20 @@ async function viewAccount() {
 
 let waitingForIdle = false;
 
+function isTyping() {
+  const active = document.activeElement;
+  return Boolean(
+    active &&
+      main().contains(active) &&
+      (["TEXTAREA", "SELECT"].includes(active.tagName) ||
+        (active.tagName === "INPUT" && !["checkbox", "radio", "button", "submit", "file"].includes(active.type))),
+  );
+}
+
 function refreshWhenIdle() {
   if (waitingForIdle) return;
   const active = document.activeElement;
-  const typing =
-    active &&
-    main().contains(active) &&
-    (["TEXTAREA", "SELECT"].includes(active.tagName) ||
-      (active.tagName === "INPUT" && !["checkbox", "radio", "button", "submit", "file"].includes(active.type)));
+  const typing = isTyping();
   if (document.querySelector("dialog[open]") || typing) {
     refreshBadge();
     waitingForIdle = true;
@@ -406,7 +468,7 @@ function refreshWhenIdle() {
     else document.querySelector("dialog[open]").addEventListener("close", retry, { once: true });
     return;
   }
-  render({ quiet: true });
+  render({ quiet: true, live: true });
 }
 
 async function start(identity) {

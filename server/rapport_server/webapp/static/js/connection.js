@@ -141,7 +141,8 @@ function severedNote(connection, name) {
 function permissions(connection, grants, log, name, ctx) {
   // One row per scope/topic I have ever granted or been asked for: the latest grant wins.
   const rows = new Map();
-  const requested = log[0]?.body?.requested || [];
+  // What the inviter asked for is mine to give only when I accepted the invitation.
+  const requested = connection.my_role === "acceptor" ? log[0]?.body?.requested || [] : [];
   for (const spec of requested) rows.set(`${spec.scope}|${spec.topic}`, { spec, grant: null });
   const byTime = [...grants.granted_by_me].sort((a, b) => a.issued_time - b.issued_time || (a.status === "active") - (b.status === "active"));
   for (const grant of byTime) {
