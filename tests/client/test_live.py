@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from rapport_client import AsyncClient, Client, errors, verify_log, webhooks
 from rapport_protocol import SigningKey
@@ -322,3 +323,47 @@ async def test_account_delete_severs_every_connection_with_signed_objects(
     assert state.status == "severed" and state.severance and state.severance.data == "delete"
     with pytest.raises(errors.AuthenticationError):
         await person.parties.me()  # the key is retired with the party
+
+
+class LoseFirstAnswer(httpx.HTTPTransport):
+    """Forwards every request; the first answer to a matching POST is 'lost' on the way back."""
+
+    def __init__(self, path_part: str) -> None:
+        super().__init__()
+        self.path_part = path_part
+        self.lost = 0
+        self.seen: list[httpx.Request] = []
+        self.replayed: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "POST" and self.path_part in request.url.path:
+            self.seen.append(request)
+            response.read()
+            self.replayed.append(response.headers.get("idempotent-replayed"))
+            if self.lost == 0:
+                self.lost += 1
+                raise httpx.ReadError("connection reset after the server answered")
+        return response
+
+
+async def test_a_lost_answer_is_retried_with_the_same_key_and_applied_once(
+    server_url: str, clock: FakeClock, person: AsyncClient
+) -> None:
+    transport = LoseFirstAnswer("/messages")
+    with Client(server_url, key=SigningKey.generate(), clock=clock, transport=transport,
+                sleep=lambda s: None) as shop:  # fmt: skip
+        shop.parties.register("business", "Lossy Ltd")
+        invitation = shop.invitations.create(label="x")
+        cid = (await person.invitations.accept(invitation.id, grants=[ORDER_CAP])).cid
+        result = shop.messages.send(cid, topic="order_updates", content="exactly once")
+        assert len(transport.seen) == 2 and transport.replayed == [None, "true"]
+        keys = {r.headers["idempotency-key"] for r in transport.seen}
+        assert len(keys) == 1 and transport.seen[0].content == transport.seen[1].content
+        contents = [m.content async for m in person.messages.inbox(cid=cid)]
+        assert contents == ["exactly once"]
+        # The chain moved on once: the next send continues it.
+        assert (
+            shop.messages.send(cid, topic="order_updates", content="next").server_seq
+            > result.server_seq
+        )
