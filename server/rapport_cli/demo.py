@@ -421,7 +421,7 @@ def demo(
     ] = None,
 ) -> None:
     """Play the protocol's story between a business and a person, step by step."""
-    out = console()
+    out = console(markup=True)
     if server is not None:
         out.print(f"Rapport demo against {server}")
         failures = play(server, out)
@@ -434,8 +434,9 @@ def demo(
             with in_process_server(url) as base:
                 failures = play(base, out)
     if failures:
-        console(stderr=True).print(f"\n[bold red]{len(failures)} step(s) misbehaved:[/]")
+        err = console(stderr=True, markup=True)
+        err.print(f"\n[bold red]{len(failures)} step(s) misbehaved:[/]")
         for failure in failures:
-            console(stderr=True).print(f"  - {failure}", highlight=False)
+            err.print(f"  - {escape(failure)}")
         raise typer.Exit(1)
     out.print("\n[bold green]Every step behaved as the protocol says.[/]")

@@ -18,7 +18,9 @@ from pydantic import BaseModel
 from rapport_client import errors
 from rapport_client.keys import KeyFileError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 T = TypeVar("T")
 
@@ -32,8 +34,9 @@ EXIT_LOCAL = 2
 """Bad local input: key file, arguments."""
 
 
-def console(stderr: bool = False) -> Console:
-    """A console that colours only real terminals."""
+def console(stderr: bool = False, *, markup: bool = False) -> Console:
+    """A console that colours only real terminals. Markup is off by default: what is
+    printed is data (labels, messages) and must appear as it is."""
     stream = sys.stderr if stderr else sys.stdout
     plain = not stream.isatty() or "NO_COLOR" in os.environ
     return Console(
@@ -42,6 +45,8 @@ def console(stderr: bool = False) -> Console:
         color_system=None if plain else "auto",
         soft_wrap=True,
         emoji=False,
+        markup=markup,
+        highlight=False,
     )
 
 
@@ -71,13 +76,13 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("" if v is None else str(v) for v in row))
+        grid.add_row(*(Text("" if v is None else str(v)) for v in row))
     out.print(grid)
 
 
 def fail(message: str, code: int) -> NoReturn:
     """Print ``message`` on stderr and exit with ``code``."""
-    console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    console(stderr=True, markup=True).print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
