@@ -201,3 +201,30 @@ def test_rapport_demo_on_its_own_temporary_sqlite() -> None:
 def test_rapport_demo_on_postgresql(postgres_url: str) -> None:
     """`rapport demo --database-url postgresql+asyncpg://…` (on both test legs)."""
     assert "in-process server (postgresql)" in run_demo("--database-url", postgres_url)
+
+
+def test_log_verify_exits_1_when_the_log_does_not_verify(
+    cli_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    biz, ann = tmp_path / "b.json", tmp_path / "a.json"
+    rapport(cli_server, biz, "register", "business", "B", "--new-key")
+    rapport(cli_server, ann, "register", "person", "A", "--new-key")
+    link = as_json(cli_server, biz, "invite")["url"]  # type: ignore[index]
+    cid = as_json(cli_server, ann, "accept", link)["cid"]  # type: ignore[index]
+    from rapport_client import models
+    from rapport_client._resources import SyncPager
+
+    real = SyncPager.to_list
+
+    def tampered(self: SyncPager) -> list:  # type: ignore[type-arg]
+        items = real(self)
+        if items and isinstance(items[0], models.LogItem):
+            first = items[0].object
+            items[0] = items[0].model_copy(
+                update={"object": {**first, "created_time": first["created_time"] + 1}}
+            )
+        return items
+
+    monkeypatch.setattr(SyncPager, "to_list", tampered)
+    err = rapport(cli_server, ann, "log", cid, "--verify", code=1)
+    assert "NOT VALID at entry 0: id_mismatch" in err

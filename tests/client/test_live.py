@@ -367,3 +367,17 @@ async def test_a_lost_answer_is_retried_with_the_same_key_and_applied_once(
             shop.messages.send(cid, topic="order_updates", content="next").server_seq
             > result.server_seq
         )
+
+
+async def test_quiet_hours_refuse_with_when_to_retry(
+    business: Client, person: AsyncClient, clock: FakeClock
+) -> None:
+    hour = (clock() % 86400) // 3600
+    window = {"start": f"{hour:02d}:00", "end": f"{(hour + 2) % 24:02d}:00", "tz": "UTC"}
+    invitation = business.invitations.create(label="q")
+    grant = {"scope": "message", "topic": "news", "quiet_hours": window}
+    cid = (await person.invitations.accept(invitation.id, grants=[grant])).cid
+    with pytest.raises(errors.QuietHours) as quiet:
+        business.messages.send(cid, topic="news", content="at night")
+    assert quiet.value.status == 429
+    assert quiet.value.retry_after is not None and 0 < quiet.value.retry_after <= 2 * 3600
