@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from rapport_protocol import errors, strict_json
+from rapport_protocol import envelope, errors, strict_json
 from rapport_protocol.decision import REFUSAL_CODES
 from rapport_protocol.favours import FAVOUR_TRANSITIONS
 from rapport_protocol.state import CONNECTION_TRANSITIONS
@@ -52,7 +52,10 @@ ERROR_DESCRIPTIONS: dict[str, str] = {
     "wrong_connection": "`cid` (or `thid`/`body.invitation`) does not name this connection.",
     "invitation_expired": "The invitation's `expires_time` has passed.",
     "invitation_used": "A single-use invitation has already been accepted (server).",
-    "invitation_not_for_you": "The inviter answers its own invitation.",
+    "invitation_not_for_you": (
+        "The inviter answers its own invitation, or the invitation is addressed (`to`) to "
+        "other DIDs."
+    ),
     "reinvite_blocked": "The other party severed with `block_reinvite` (server).",
     "connection_not_active": "The connection is not active (invited or declined).",
     "connection_severed": "The connection has been severed.",
@@ -143,7 +146,16 @@ def refusals_table() -> str:
 def limits_table() -> str:
     limits = strict_json.DEFAULT_LIMITS
     rows = [
-        ["document size", f"{limits.max_bytes} bytes", "`json_too_large`"],
+        [
+            "document size (the text, before parsing)",
+            f"{limits.max_bytes} bytes",
+            "`json_too_large`",
+        ],
+        [
+            "signed object size (its canonical form, `proof` and `payload` included)",
+            f"{envelope.MAX_OBJECT_BYTES} bytes",
+            "`json_too_large`",
+        ],
         ["nesting depth (arrays + objects)", str(limits.max_depth), "`json_too_deep`"],
         ["integer range", f"±{strict_json.MAX_SAFE_INTEGER}", "`json_integer_out_of_range`"],
     ]

@@ -199,6 +199,43 @@ def object_cases(c: Cases, s: Story) -> None:
         offered(grant("message", "x", quiet_hours=quiet)),
         now,
     )
+    c.add(
+        "period-trailing-newline",
+        "a rate period followed by a newline (a regex $ would match before it)",
+        offered(grant("message", "x", rate={"count": 1, "period": "P1D\n"})),
+        now,
+    )
+    c.add(
+        "period-non-ascii-digit",
+        "a rate period with an Arabic-Indic digit one (only ASCII digits are digits)",
+        offered(grant("message", "x", rate={"count": 1, "period": "P\u0661D"})),
+        now,
+    )
+    c.add(
+        "time-zone-directory",
+        "quiet hours in 'Europe', a directory of the zone database, not a zone",
+        offered(grant("message", "x", quiet_hours={**quiet, "tz": "Europe"})),
+        now,
+    )
+    london = {"start": "22:00", "end": "07:00", "tz": "Europe/London"}
+    c.add(
+        "quiet-hours-non-ascii-digit",
+        "quiet hours starting at Arabic-Indic '22:00' (only ASCII HH:MM)",
+        offered(grant("message", "x", quiet_hours={**london, "start": "\u0662\u0662:00"})),
+        now,
+    )
+    c.add(
+        "null-in-body",
+        "an optional body member written as null instead of omitted",
+        variant(body={**inv["body"], "goal": None}),
+        now,
+    )
+    c.add(
+        "null-in-nested-body",
+        "null for an optional member of a grant spec inside the body",
+        offered(grant("message", "x", purpose=None)),
+        now,
+    )
     c.add("seq-on-unchained", "an invitation with seq 1", variant(seq=1), now)
 
     def signed_by(did: str) -> str:
@@ -447,6 +484,25 @@ def chain_and_state_cases(c: Cases, s: Story, declined: Story) -> None:
         text(forge(alice, {**unsigned(acc.raw), "created_time": late})),
         late,
         after="invitation",
+    )
+    d_inv = declined.obj("invitation")
+    body = {"invitation": d_inv.id, "label": "Alice", "kind": "person"}
+    stranger = {
+        "type": M.ACCEPT.uri,
+        "from": alice.did,
+        "cid": derive_cid(d_inv.id, alice.did),
+        "thid": d_inv.id,
+        "created_time": declined.times[0] + 1,
+        "seq": 1,
+        "body": body,
+    }
+    c.add(
+        "accept-not-addressed",
+        "Alice accepts an invitation addressed (to) to Mallory only",
+        text(forge(alice, stranger)),
+        declined.times[0] + 1,
+        after="invitation",
+        story="story-decline",
     )
     own = {**unsigned(acc.raw), "from": acme.did, "cid": derive_cid(inv.id, acme.did)}
     c.add(

@@ -23,9 +23,33 @@ _STRING = {"type": "string", "minLength": 1, "maxLength": 256}
 _TIME = {"type": "integer", "minimum": 0, "maximum": MAX_SAFE}
 
 
+def _without_null(node: Any) -> Any:
+    """``node`` with the ``null`` alternative pydantic writes for optional members removed.
+
+    An optional body member is omitted, never ``null`` (spec §5.1), so ``X | None`` is
+    just ``X`` on the wire, and its default is its absence.
+    """
+    if isinstance(node, list):
+        return [_without_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _without_null(v) for k, v in node.items()}
+    if out.get("default", ...) is None:
+        del out["default"]
+    branches = out.get("anyOf")
+    if isinstance(branches, list) and {"type": "null"} in branches:
+        rest = [b for b in branches if b != {"type": "null"}]
+        del out["anyOf"]
+        if len(rest) == 1:
+            out = {**rest[0], **out}
+        else:
+            out["anyOf"] = rest
+    return out
+
+
 def _body_schema(mtype: MessageType) -> tuple[dict[str, Any], dict[str, Any]]:
     """(body schema, $defs) for one type, from its pydantic model."""
-    schema = BODY_MODELS[mtype].model_json_schema(mode="validation")
+    schema = _without_null(BODY_MODELS[mtype].model_json_schema(mode="validation"))
     defs = schema.pop("$defs", {})
     return schema, defs
 

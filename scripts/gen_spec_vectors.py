@@ -26,7 +26,7 @@ from rapport_protocol.state import ConnectionState, derive_cid
 from rapport_protocol.types import MessageType
 
 M = MessageType
-VECTORS_VERSION = "1.0.0"
+VECTORS_VERSION = "1.1.0"
 T0 = 1_767_258_000  # 2026-01-01T09:00:00Z: daytime in Europe/London, outside quiet hours
 MIN = 60
 HOUR = 3600

@@ -6,7 +6,13 @@ hash chain (``seq``, ``prev``) and an Ed25519 ``proof``.
 
 Signing input: the RFC 8785 canonical bytes of the object without ``id``, ``proof`` and
 ``payload``. ``id`` is the lowercase hex SHA-256 of those same bytes, so one
-canonicalisation serves both. Optional members are omitted, never ``null``.
+canonicalisation serves both. Optional members are omitted, never ``null`` (in the body
+too, at any depth).
+
+Size: the canonical form of the whole object (proof and payload included) is at most
+:data:`MAX_OBJECT_BYTES`. Canonical JSON is the shortest JSON text of a Rapport object, so
+an object within the limit always fits the strict parser's byte limit when sent in
+canonical form; :func:`sign` refuses to produce a larger one.
 
 A message's content travels detached in ``payload`` (a string), committed to by the signed
 ``body.content_digest``: the content can be erased (a ``delete`` instruction) while the
@@ -16,6 +22,7 @@ signed log still verifies.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +40,8 @@ _UNSIGNED = ("id", "proof", "payload")
 _MEMBERS = _REQUIRED | _OPTIONAL
 _PROOF_MEMBERS = frozenset({"type", "kid", "sig"})
 _MAX_SAFE = 2**53 - 1
+MAX_OBJECT_BYTES = strict_json.DEFAULT_MAX_BYTES
+"""Largest canonical form of a signed object, proof and payload included (64 KiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,43 @@ def _str(raw: dict[str, Any], name: str, max_len: int = 256) -> str:
     return value
 
 
+def object_size(raw: dict[str, Any]) -> int:
+    """Bytes of the RFC 8785 canonical form of ``raw`` (the whole object, as sent).
+
+    For JSON without fractions (every Rapport object) compact ``json.dumps`` without ASCII
+    escaping writes each string with exactly JCS's escapes and differs from JCS only in
+    member order, so the lengths are equal; the C encoder is much cheaper than a second
+    canonicalisation.
+    """
+    try:
+        text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise errors.EnvelopeError("a signed object is a JSON object") from None
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_size(raw: dict[str, Any]) -> None:
+    """Raise ``json_too_large`` when ``raw``'s canonical form exceeds the object limit."""
+    size = object_size(raw)
+    if size > MAX_OBJECT_BYTES:
+        raise errors.JsonTooLarge(
+            f"the object's canonical form is {size} bytes, more than {MAX_OBJECT_BYTES}"
+        )
+
+
+def _has_null(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 def _check_shape(raw: Any) -> tuple[MessageType, BaseModel]:
     if not isinstance(raw, dict):
         raise errors.EnvelopeError("a signed object is a JSON object")
@@ -131,12 +177,17 @@ def _check_shape(raw: Any) -> tuple[MessageType, BaseModel]:
         raise errors.EnvelopeError("'prev' is present exactly when seq > 1")
     if "payload" in raw and (mtype is not MessageType.MESSAGE or type(raw["payload"]) is not str):
         raise errors.EnvelopeError("only a message carries a payload, as a string")
+    if _has_null(raw["body"]):
+        # One spelling per body: an absent optional member is omitted, as in the envelope.
+        raise errors.InvalidBody("optional body members are omitted, never null")
     try:
         body = BODY_MODELS[mtype].model_validate(raw["body"])
     except ValidationError as exc:
         raise errors.InvalidBody(_summarise(exc)) from None
+    except errors.InvalidBody:
+        raise  # invalid_body itself, or its finer codes (invalid_period, invalid_time_zone)
     except errors.ProtocolError as exc:
-        raise errors.InvalidBody(exc.detail) from None
+        raise errors.InvalidBody(exc.detail) from None  # e.g. a bad DID in key-rotation
     return mtype, body
 
 
@@ -165,13 +216,17 @@ def _summarise(exc: ValidationError) -> str:
 def verify(raw: Any, *, now: int | None = None, skew: int = DEFAULT_SKEW_SECONDS) -> SignedObject:
     """Check a parsed object completely except its place in a chain, and return it typed.
 
-    Checks, in order: shape and body (``invalid_object``, ``unknown_type``, ``invalid_body``),
+    Checks, in order: size (``json_too_large``: the canonical form of the whole object is
+    at most :data:`MAX_OBJECT_BYTES`), shape and body (``invalid_object``, ``unknown_type``,
+    ``invalid_body``, ``invalid_period``, ``invalid_time_zone``),
     the ``from`` DID (``invalid_did``, ``weak_public_key``), ``proof.kid`` belongs to ``from``
     (``invalid_kid``, ``kid_mismatch``), ``id`` is the content hash (``id_mismatch``), the
     signature (``bad_signature``), and, when ``now`` is given, ``created_time`` within
     ``skew`` seconds of ``now`` (``clock_skew``) and ``expires_time`` after ``now``
     (``object_expired``). Chain continuity needs state: see :func:`rapport_protocol.state.apply`.
     """
+    if isinstance(raw, dict):
+        check_size(raw)
     mtype, body = _check_shape(raw)
     sender = raw["from"]
     verify_key = identity.parse_did(sender)
@@ -256,6 +311,12 @@ def sign(
     Optional headers left as ``None`` are omitted. For a message, pass the content as
     ``payload`` and leave ``content_digest``/``content_length`` out of ``body``: they are
     computed here.
+
+    Raises what :func:`verify` would raise for the result: ``invalid_body`` (and its finer
+    codes) for a bad body, including a ``null`` member, and ``json_too_large`` when the
+    object's canonical form, payload included, is over :data:`MAX_OBJECT_BYTES` (a payload
+    of many characters JSON must escape can reach it below the 32768-byte
+    ``content_length`` limit).
     """
     body_json = (
         body.model_dump(mode="json", exclude_none=True) if isinstance(body, BaseModel) else body
@@ -292,5 +353,6 @@ def sign(
     }
     if payload is not None:
         raw["payload"] = payload
+    check_size(raw)
     mtype_checked, typed_body = _check_shape(raw)
     return _typed(raw, mtype_checked, typed_body)

@@ -171,6 +171,9 @@ class InvitationUsed(StateError):
 
 
 class InvitationNotForYou(StateError):
+    """The sender may not answer this invitation: it is the inviter, or the invitation is
+    addressed (``to``) to other DIDs."""
+
     code = "invitation_not_for_you"
 
 

@@ -124,6 +124,8 @@ class ConnectionState(_Frozen):
     invitation_id: str
     invitation_expires: int | None
     inviter_kind: Literal["business", "person"]
+    invitation_to: tuple[str, ...] = ()
+    """The invitation's ``to``: when not empty, only these DIDs may answer it."""
     requested: tuple[GrantSpec, ...] = ()
     cid: str | None = None
     dids: tuple[str, str | None]
@@ -181,6 +183,7 @@ def start(invitation: SignedObject) -> ConnectionState:
         invitation_id=invitation.id,
         invitation_expires=invitation.expires_time,
         inviter_kind=body.kind,
+        invitation_to=invitation.to,
         requested=tuple(body.requested),
         dids=(invitation.sender, None),
         kinds=(body.kind, None),
@@ -214,8 +217,10 @@ def apply(state: ConnectionState | None, obj: SignedObject, now: int) -> Connect
         return _respond(state, obj, now)
     role = state.role_of(obj.sender)
     if obj.broadcast:
-        # One signed object for many connections: outside the chains. A log holds it at
-        # most once (the log's ids are unique), which is its replay protection.
+        # One signed object for many connections: outside the chains. By design the state
+        # keeps no memory of broadcast ids (it would grow without bound); a log holds each
+        # id at most once (verify_log refuses a repeat with ``replayed``), and a receiver
+        # applying live objects keeps the ids it applied (spec §9).
         new = _permitted(state, role, obj, now)
         return new.model_copy(update={"last_time": max(new.last_time, now)})
     if obj.cid != state.cid:
@@ -242,6 +247,8 @@ def _respond(state: ConnectionState, obj: SignedObject, now: int) -> ConnectionS
         raise errors.WrongConnection("body.invitation and thid must name the invitation")
     if obj.sender == state.dids[0]:
         raise errors.InvitationNotForYou("the inviter cannot answer its own invitation")
+    if state.invitation_to and obj.sender not in state.invitation_to:
+        raise errors.InvitationNotForYou("the invitation is addressed to other parties")
     if state.status_at(now) == "expired":
         raise errors.InvitationExpired("the invitation has expired")
     if obj.cid != derive_cid(state.invitation_id, obj.sender):

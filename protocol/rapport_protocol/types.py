@@ -59,12 +59,15 @@ class RateCap(_Body):
     """At most ``count`` deliveries in any sliding window of ``period`` (ISO-8601 duration)."""
 
     count: Annotated[int, Field(ge=1, le=1_000_000)]
-    period: Annotated[str, Field(max_length=32)]
+    period: Annotated[str, Field(max_length=constraints.MAX_PERIOD_LENGTH)]
 
-    @field_validator("period")
+    # "before": any string that is not a valid period is ``invalid_period`` (raised through
+    # pydantic as is), not a generic length or pattern error; non-strings stay invalid_body.
+    @field_validator("period", mode="before")
     @classmethod
-    def _period(cls, value: str) -> str:
-        constraints.period_seconds(value)
+    def _period(cls, value: object) -> object:
+        if isinstance(value, str):
+            constraints.period_seconds(value)
         return value
 
     @property
@@ -75,15 +78,23 @@ class RateCap(_Body):
 class QuietHours(_Body):
     """Local wall-clock window ``[start, end)`` in IANA zone ``tz`` when nothing is delivered."""
 
-    start: Annotated[str, Field(pattern=r"^\d\d:\d\d$")]
-    end: Annotated[str, Field(pattern=r"^\d\d:\d\d$")]
-    tz: Annotated[str, Field(min_length=1, max_length=64)]
+    # [0-9], not \d: pydantic's regex engine, like Python's, reads \d as any Unicode digit.
+    start: Annotated[str, Field(pattern=r"^[0-9]{2}:[0-9]{2}$")]
+    end: Annotated[str, Field(pattern=r"^[0-9]{2}:[0-9]{2}$")]
+    tz: Annotated[str, Field(min_length=1, max_length=constraints.MAX_ZONE_LENGTH)]
+
+    # Like rate periods: any string naming no zone is ``invalid_time_zone``.
+    @field_validator("tz", mode="before")
+    @classmethod
+    def _zone(cls, value: object) -> object:
+        if isinstance(value, str):
+            constraints.zone(value)
+        return value
 
     @model_validator(mode="after")
     def _valid(self) -> QuietHours:
         constraints.parse_clock(self.start)
         constraints.parse_clock(self.end)
-        constraints.zone(self.tz)
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rapport_protocol import SigningKey, apply, decide, derive_cid, errors, sign, verify_log
 from rapport_protocol.decision import Allowed, Refused
+from rapport_protocol.envelope import SignedObject
 from rapport_protocol.favours import ledger
 from rapport_protocol.state import CONNECTION_TRANSITIONS
 from rapport_protocol.types import (
@@ -437,3 +438,79 @@ def test_broadcast_applies_to_each_connection_without_touching_chains(conn: Conn
     )
     with pytest.raises(errors.NotAParty):
         apply(conn.state, stranger_cast, T0)
+
+
+BIZ = SigningKey.from_seed(b"\x11" * 32)
+ANN = SigningKey.from_seed(b"\x22" * 32)
+BOB = SigningKey.from_seed(b"\x33" * 32)
+EVE = SigningKey.from_seed(b"\x66" * 32)
+
+
+def answer(key: SigningKey, inv_id: str, mtype: MessageType) -> SignedObject:
+    body = (
+        AcceptBody(invitation=inv_id, label="x", kind="person")
+        if mtype is M.ACCEPT
+        else {"invitation": inv_id}
+    )
+    return sign(
+        key,
+        mtype,
+        body,
+        created_time=T0 + 1,
+        cid=derive_cid(inv_id, key.did),
+        seq=1,
+        thid=inv_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("to", "responder", "mtype", "refused"),
+    [
+        (None, EVE, M.ACCEPT, False),  # an open invitation: anyone may answer
+        ([ANN], ANN, M.ACCEPT, False),
+        ([ANN], ANN, M.DECLINE, False),
+        ([ANN, BOB], BOB, M.ACCEPT, False),
+        ([ANN], EVE, M.ACCEPT, True),
+        ([ANN], EVE, M.DECLINE, True),
+        ([ANN, BOB], EVE, M.ACCEPT, True),
+        ([ANN], BOB, M.DECLINE, True),
+    ],
+)
+def test_only_an_addressee_may_answer_an_addressed_invitation(
+    to: list[SigningKey] | None, responder: SigningKey, mtype: MessageType, refused: bool
+) -> None:
+    inv = sign(
+        BIZ,
+        M.INVITATION,
+        InvitationBody(label="R", kind="business"),
+        created_time=T0,
+        to=[k.did for k in to] if to else None,
+    )
+    reply = answer(responder, inv.id, mtype)
+    log = [(inv.raw, T0), (reply.raw, T0 + 1)]
+    if refused:
+        with pytest.raises(errors.InvitationNotForYou):
+            apply(apply(None, inv, T0), reply, T0 + 1)
+        with pytest.raises(errors.InvitationNotForYou) as info:
+            verify_log(log)
+        assert info.value.extra["index"] == 1
+    else:
+        state = verify_log(log).state
+        assert state.dids == (BIZ.did, responder.did)
+        assert state.status == ("active" if mtype is M.ACCEPT else "declined")
+
+
+def test_log_with_a_repeated_object_is_refused_as_replayed(conn: Conn) -> None:
+    cast = sign(conn.business.key, M.MESSAGE, {"topic": "security"}, created_time=T0, payload="x")
+    # apply keeps no memory of broadcast ids by design (spec §9): the log does.
+    once = apply(conn.state, cast, T0)
+    assert apply(once, cast, T0 + 1).heads == conn.state.heads
+    chained = conn.send(conn.business, M.MESSAGE, msg("security"), T0 + 2)
+    for log, index in [
+        ([*conn.log, (cast.raw, T0), (cast.raw, T0 + 1)], len(conn.log) + 1),
+        ([*conn.log, (cast.raw, T0 + 3), (dict(chained.raw), T0 + 4)], len(conn.log) + 1),
+        ([*conn.log, (dict(conn.log[0][0]), T0 + 5)], len(conn.log)),
+    ]:
+        with pytest.raises(errors.Replayed) as info:
+            verify_log(log)
+        assert info.value.extra["index"] == index

@@ -54,7 +54,15 @@ def test_every_type_has_a_valid_vector_object() -> None:
 
 
 # Shape errors a schema can express: the schema must refuse them as the protocol does.
-SHAPE_CASES = ("unknown-member", "null-member", "invalid-body", "seq-on-unchained")
+SHAPE_CASES = (
+    "unknown-member",
+    "null-member",
+    "invalid-body",
+    "seq-on-unchained",
+    "null-in-body",
+    "null-in-nested-body",
+    "quiet-hours-non-ascii-digit",
+)
 
 
 @pytest.mark.parametrize("name", SHAPE_CASES)

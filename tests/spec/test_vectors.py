@@ -265,16 +265,13 @@ def test_invalid_vectors_cover_the_verification_errors() -> None:
     assert required <= codes
 
 
-# Codes no vector can show: family bases never raised themselves, server-only codes
-# (they need server records: invitation uses, blocks), and the body sub-codes that
-# verification reports as invalid_body (spec §5.1).
+# Codes no vector can show: family bases never raised themselves, and server-only codes
+# (they need server records: invitation uses, blocks).
 UNVECTORED = {
     "protocol_error",
     "not_permitted",
     "invitation_used",
     "reinvite_blocked",
-    "invalid_period",
-    "invalid_time_zone",
 }
 
 
