@@ -16,6 +16,7 @@ import httpx
 from rapport_protocol import SigningKey
 
 from . import errors, models
+from ._account_plans import AccountPlans, EventPlans, WebhookEndpointPlans
 from ._core import (
     DEFAULT_TIMEOUT,
     ApiRequest,
@@ -28,19 +29,9 @@ from ._core import (
     system_clock,
     transport_error,
 )
-from ._plans import (
-    AccountPlans,
-    ConnectionPlans,
-    EventPlans,
-    FavourPlans,
-    GrantPlans,
-    InvitationPlans,
-    MessagePlans,
-    MutePlans,
-    Operations,
-    PartyPlans,
-    WebhookEndpointPlans,
-)
+from ._exchange_plans import FavourPlans, MessagePlans
+from ._operations import Operations
+from ._plans import ConnectionPlans, GrantPlans, InvitationPlans, MutePlans, PartyPlans
 from ._resources import (
     Account,
     AsyncAccount,

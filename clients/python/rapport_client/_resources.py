@@ -13,20 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from . import errors, models
+from ._account_plans import AccountPlans, EventPlans, WebhookEndpointPlans
 from ._core import Plan
-from ._plans import (
-    AccountPlans,
-    ConnectionPlans,
-    EventPlans,
-    FavourPlans,
-    GrantPlans,
-    InvitationPlans,
-    MessagePlans,
-    MutePlans,
-    Paged,
-    PartyPlans,
-    WebhookEndpointPlans,
-)
+from ._exchange_plans import FavourPlans, MessagePlans
+from ._operations import Paged
+from ._plans import ConnectionPlans, GrantPlans, InvitationPlans, MutePlans, PartyPlans
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, Client
