@@ -24,6 +24,9 @@ NAMING_CONVENTION = {
 }
 
 
+DB_TIMEOUT_SECONDS = 10
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -37,7 +40,16 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"isolation_level": None, "timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # Bounded waits: a partitioned or stalled database must fail a request (503, retry)
+    # rather than hold it and its pooled connection for ever (tests/reliability/test_faults).
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=DB_TIMEOUT_SECONDS,
+        connect_args={"timeout": DB_TIMEOUT_SECONDS, "command_timeout": DB_TIMEOUT_SECONDS},
+    )
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from rapport_protocol.errors import ProtocolError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .domain import DomainError
@@ -144,8 +144,16 @@ def install(app: FastAPI) -> None:
     async def _protocol(request: Request, exc: ProtocolError) -> JSONResponse:
         return await _domain(request, to_problem(exc))
 
+    # A read (or a token check) that meets a broken, reset or timed-out database connection
+    # is the same condition as a write the batcher could not commit: 503, retry. Integrity
+    # errors (a DBAPIError subclass) keep their own handler below.
     @app.exception_handler(StoreUnavailable)
-    async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    async def _store(request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, StoreUnavailable):
+            log.warning("store_error", error=type(exc).__name__, path=request.url.path)
         return problem_response(
             request,
             status=503,

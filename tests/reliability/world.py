@@ -53,11 +53,15 @@ async def app_instance(
 
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
+    # Instances behind one load balancer share a public URL (token audiences derive from it).
+    public_url = settings.pop("public_url", base)
     # The webhook worker is not under test here, and its stop() currently does not return
     # (reported): keep it out unless asked for.
     settings.setdefault("run_worker", False)
     app = create_app(
-        Settings(database_url=database_url, public_url=base, migrate_on_start=True, **settings),
+        Settings(
+            database_url=database_url, public_url=public_url, migrate_on_start=True, **settings
+        ),
         clock=clock,
     )
     stopped = threading.Event()
