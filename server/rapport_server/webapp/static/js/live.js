@@ -12,7 +12,9 @@ export class LiveUpdates {
     this.api = api;
     this.onEvent = onEvent;
     this.onMode = onMode;
-    this.lastId = Number(sessionStorage.getItem("rapport.events.last") || 0);
+    // Event ids are per party: the resume point is remembered per party, per tab.
+    this.storageKey = `rapport.events.last.${api.identity.partyId}`;
+    this.lastId = Number(sessionStorage.getItem(this.storageKey) || 0);
     this.stopped = false;
     this.controller = null;
   }
@@ -29,7 +31,7 @@ export class LiveUpdates {
   remember(id) {
     if (typeof id === "number" && id > this.lastId) {
       this.lastId = id;
-      sessionStorage.setItem("rapport.events.last", String(id));
+      sessionStorage.setItem(this.storageKey, String(id));
     }
   }
 
