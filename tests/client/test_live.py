@@ -381,3 +381,69 @@ async def test_quiet_hours_refuse_with_when_to_retry(
         business.messages.send(cid, topic="news", content="at night")
     assert quiet.value.status == 429
     assert quiet.value.retry_after is not None and 0 < quiet.value.retry_after <= 2 * 3600
+
+
+class _CutAfterFirstEvent(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.inner:
+            yield chunk
+            if b"id:" in chunk:
+                raise httpx.ReadError("connection dropped mid-stream")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class DropStreams(httpx.HTTPTransport):
+    """Drops the first ``cuts`` event streams right after their first event."""
+
+    def __init__(self, cuts: int) -> None:
+        super().__init__()
+        self.cuts = cuts
+        self.last_event_ids: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if (
+            request.url.path == "/v1/events"
+            and request.headers.get("accept") == "text/event-stream"
+        ):
+            self.last_event_ids.append(request.headers.get("last-event-id"))
+            if self.cuts > 0:
+                self.cuts -= 1
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                return httpx.Response(
+                    response.status_code,
+                    headers=response.headers,
+                    stream=_CutAfterFirstEvent(response.stream),
+                    extensions=response.extensions,
+                )
+        return response
+
+
+async def test_event_stream_resumes_after_dropped_connections_without_gaps_or_repeats(
+    business: Client, server_url: str, clock: FakeClock
+) -> None:
+    transport = DropStreams(cuts=2)
+    with Client(server_url, key=SigningKey.generate(), clock=clock, transport=transport,
+                sleep=lambda s: None) as ann:  # fmt: skip
+        ann.parties.register("person", "Ann")
+        invitation = business.invitations.create(label="s")
+        cid = ann.invitations.accept(invitation.id, grants=[{"scope": "message", "topic": "t"}]).cid
+        for n in range(4):
+            business.messages.send(cid, topic="t", content=f"m{n}")
+        expected = [e.id for e in ann.events.list()]
+        got = []
+        for event in ann.events.stream(after=0):
+            got.append(event.id)
+            if len(got) == len(expected):
+                break
+        assert got == expected and len(expected) >= 4
+        assert transport.last_event_ids[0] == "0" and len(transport.last_event_ids) == 3
+        # Each reconnection resumed right after an event it had yielded (a read may carry
+        # more than one event before the drop).
+        resumed = [int(x) for x in transport.last_event_ids[1:] if x is not None]
+        assert len(resumed) == 2 and resumed == sorted(set(resumed)) and set(resumed) <= set(got)
