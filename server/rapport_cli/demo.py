@@ -67,7 +67,7 @@ class Story:
         except errors.RapportError as exc:
             self.failures.append(f"step {self.number}: {what}: {exc}")
             self.out.print(
-                f"   [bold red]UNEXPECTED refusal[/] of {escape(what)}: {escape(str(exc))}",
+                f"   [bold red]UNEXPECTED:[/] {escape(what)} failed: {escape(str(exc))}",
                 highlight=False,
             )
             raise StepFailed(what) from exc
@@ -106,6 +106,9 @@ def play(base_url: str, out: Console) -> list[str]:
         _play(story, biz, ann)
     except StepFailed:
         story.out.print("   [bold red]stopping: a later step depends on this one[/]")
+    except errors.RapportError as exc:  # a read between the steps failed
+        story.failures.append(f"step {story.number}: {exc}")
+        story.out.print(f"   [bold red]UNEXPECTED:[/] {escape(str(exc))}")
     finally:
         biz.close()
         ann.close()
