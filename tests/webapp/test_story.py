@@ -111,6 +111,9 @@ async def test_person_story_in_the_browser(
     await screens.shot("invitation")
     stored = await page.evaluate("() => JSON.parse(localStorage.getItem('rapport.key.v1'))")
     assert stored["did"].startswith("did:key:z6Mk")
+    # Accepting on my terms: a cap on orders that the business did not ask for.
+    await page.get_by_label("At most").first.fill("10")
+    await page.get_by_label("Period").first.select_option("P1D")
     await page.get_by_role("button", name="Accept and connect").click()
 
     # 3. The connection: all three requested grants given, history verified in the browser.
@@ -120,11 +123,10 @@ async def test_person_story_in_the_browser(
     connection = await server_connection(shop, cid)
     assert connection["status"] == "active"
     assert connection["counterparty_did"] == stored["did"]
-    assert set(await granted_to_shop(shop, cid)) == {
-        ("message", "orders"),
-        ("message", "offers"),
-        ("favour", "review"),
-    }
+    given = await granted_to_shop(shop, cid)
+    assert set(given) == {("message", "orders"), ("message", "offers"), ("favour", "review")}
+    assert given[("message", "orders")]["rate"] == {"count": 10, "period": "P1D"}
+    assert given[("message", "offers")]["rate"] == {"count": 3, "period": "P1W"}
     await screens.shot("connection")
 
     # 4. Toggle a grant off: the business may no longer send offers.

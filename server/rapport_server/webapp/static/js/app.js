@@ -5,7 +5,7 @@ import { createIdentity, exportBackup, forgetIdentity, importBackup, loadIdentit
 import { LiveUpdates } from "./live.js";
 import { b64url, sign } from "./protocol.js";
 import { qrSvg } from "./qr.js";
-import { ago, announce, busy, confirmDialog, dataChoice, download, field, grantWords, h, showError, statusChip, when } from "./ui.js";
+import { ago, announce, busy, capFields, confirmDialog, dataChoice, download, field, grantWords, h, showError, statusChip, topicWords, when } from "./ui.js";
 
 const PENDING_INVITES = "rapport.pending-invites";
 export const app = { identity: null, api: null, live: null, liveMode: "starting" };
@@ -280,9 +280,17 @@ async function viewInvite(token) {
     return h("section", {}, h("h1", { tabindex: "-1" }, `Invitation from ${label}`), h("p", {}, `This invitation is ${invitation.status}.`), h("a", { href: "#/" }, "Back to my connections"));
   }
   setPendingInvite(token, label);
+  // Accepting is the person's counter-offer: each requested grant can be left out or capped.
   const toggles = (body.requested || []).map((spec, i) => {
     const box = h("input", { type: "checkbox", checked: true, id: `req-${i}`, name: `req-${i}` });
-    return { spec, box, row: h("li", {}, h("label", { class: "check" }, box, ` ${grantWords(spec, label)}`)) };
+    const cap = capFields(spec, `req-${i}-cap`);
+    const row = h(
+      "li",
+      { class: "grant" },
+      h("label", { class: "check" }, box, ` ${grantWords(spec, label)}`),
+      h("div", { class: "cap", role: "group", "aria-label": `Limit for ${topicWords(spec.topic)}` }, cap.elements),
+    );
+    return { spec, box, cap, row };
   });
   const accept = h("button", { type: "submit" }, "Accept and connect");
   const decline = h("button", { type: "button", class: "secondary" }, "Decline");
@@ -292,13 +300,13 @@ async function viewInvite(token) {
     toggles.length
       ? h("fieldset", {}, h("legend", {}, `${label} asks that:`), h("ul", { class: "plain" }, toggles.map((t) => t.row)))
       : h("p", {}, `${label} asks for nothing: it will not be able to contact you until you allow it.`),
-    h("p", { class: "hint" }, "Untick what you do not want. You can change this at any time."),
+    h("p", { class: "hint" }, "Untick what you do not want, or set a limit (leave it empty for none). You can change this at any time."),
     h("div", { class: "actions" }, decline, accept),
   );
   form.addEventListener(
     "submit",
     busy(accept, async () => {
-      const grants = toggles.filter((t) => t.box.checked).map((t) => t.spec);
+      const grants = toggles.filter((t) => t.box.checked).map((t) => t.cap.withCap(t.spec));
       const connection = await app.api.accept(invitation.object, grants, app.identity.displayName || "me");
       setPendingInvite(token, null);
       learnNames(app.api, [], { [connection.cid]: label });

@@ -1,7 +1,7 @@
 // One connection: grants with toggles and caps, mute, favours and ledger, the verifiable
 // history (re-verified here, in the browser), and sever.
 import { shortType, verifyLog } from "./protocol.js";
-import { ago, announce, busy, confirmDialog, dataChoice, field, grantWords, h, periodWords, statusChip, topicWords, when } from "./ui.js";
+import { ago, announce, busy, capFields, confirmDialog, dataChoice, field, grantWords, h, periodWords, statusChip, topicWords, when } from "./ui.js";
 
 const NAMES = "rapport.names";
 const names = JSON.parse(localStorage.getItem(NAMES) || "{}");
@@ -55,12 +55,6 @@ const FAVOUR_DONE_WORDS = {
   acknowledge: "You said thanks.",
 };
 
-const CAP_PERIODS = [
-  ["PT1H", "hour"],
-  ["P1D", "day"],
-  ["P1W", "week"],
-  ["P30D", "30 days"],
-];
 
 /** Buttons for the steps I may take on a favour. */
 export function favourActions(favour, cid, ctx) {
@@ -198,29 +192,19 @@ function grantRow(connection, { spec, grant }, name, index, ctx) {
 }
 
 function capEditor(cid, grant, spec, index, ctx) {
-  const count = h("input", { type: "number", min: 1, max: 1000, inputmode: "numeric", value: spec.rate?.count ?? "", id: `cap-count-${index}` });
-  const period = h(
-    "select",
-    { id: `cap-period-${index}` },
-    CAP_PERIODS.map(([value, text]) => h("option", { value, selected: spec.rate?.period === value }, `per ${text}`)),
-  );
+  const cap = capFields(spec, `cap-${index}`);
   const save = h("button", { type: "submit", class: "secondary small" }, "Save limit");
   const form = h(
     "form",
     { class: "cap", "aria-label": `Limit for ${topicWords(spec.topic)}` },
-    h("label", { for: count.id }, "At most"),
-    count,
-    h("label", { for: period.id, class: "visually-hidden" }, "Period"),
-    period,
+    cap.elements,
     save,
     h("span", { class: "hint" }, spec.rate ? `now: ${spec.rate.count} per ${periodWords(spec.rate.period)}` : "now: no limit (leave empty for none)"),
   );
   form.addEventListener(
     "submit",
     busy(save, async () => {
-      const next = { ...spec };
-      delete next.rate;
-      if (count.value) next.rate = { count: Number(count.value), period: period.value };
+      const next = cap.withCap(spec);
       await ctx.app.api.act("POST", `/v1/connections/${cid}/grants/${grant.id}/amend`, cid, "grant-amend", { replaces: grant.id, grant: next });
       announce(next.rate ? `Limit saved: at most ${next.rate.count} per ${periodWords(next.rate.period)}.` : "Limit removed.");
       await ctx.render({ quiet: true });

@@ -171,3 +171,36 @@ export function dataChoice(legend) {
     options.map(([value, text], i) => h("label", { class: "check" }, h("input", { type: "radio", name: "data", value, checked: i === 0, required: true }), ` ${text}`)),
   );
 }
+
+const CAP_PERIODS = [
+  ["PT1H", "hour"],
+  ["P1D", "day"],
+  ["P1W", "week"],
+  ["P30D", "30 days"],
+];
+
+/**
+ * A rate-cap editor ("At most [n] [per day]") for a grant spec. `withCap(spec)` returns
+ * the spec with the cap as entered (an empty count means no cap).
+ */
+export function capFields(spec, idPrefix) {
+  const count = h("input", { type: "number", min: 1, max: 1000, inputmode: "numeric", value: spec.rate?.count ?? "", id: `${idPrefix}-count` });
+  const period = h(
+    "select",
+    { id: `${idPrefix}-period` },
+    CAP_PERIODS.map(([value, text]) => h("option", { value, selected: spec.rate ? spec.rate.period === value : value === "P1D" }, `per ${text}`)),
+  );
+  const elements = [
+    h("label", { for: count.id }, "At most"),
+    count,
+    h("label", { for: period.id, class: "visually-hidden" }, "Period"),
+    period,
+  ];
+  const withCap = (base) => {
+    const next = { ...base };
+    delete next.rate;
+    if (count.value) next.rate = { count: Number(count.value), period: period.value };
+    return next;
+  };
+  return { count, period, elements, withCap };
+}
