@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy protocol/rapport_protocol server/rapport_server clients/python/rapport_client
+	$(BIN)/mypy protocol/rapport_protocol server/rapport_server server/rapport_cli clients/python/rapport_client
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
