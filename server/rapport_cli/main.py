@@ -94,15 +94,14 @@ def keygen(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Create a new Ed25519 key and print its did:key."""
-    from rapport_protocol import SigningKey
+    from rapport_client.keys import KeyFileError, generate_key, save_key
 
-    from rapport_cli.keyfile import save_key
-
-    if out.exists() and not force:
-        typer.echo(f"{out} exists; use --force to overwrite", err=True)
-        raise typer.Exit(1)
-    key = SigningKey.generate()
-    save_key(key, out)
+    key = generate_key()
+    try:
+        save_key(key, out, overwrite=force)
+    except KeyFileError as exc:
+        typer.echo(f"{exc}; use --force to overwrite", err=True)
+        raise typer.Exit(1) from None
     typer.echo(key.did)
 
 

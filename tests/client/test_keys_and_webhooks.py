@@ -48,12 +48,18 @@ def test_group_or_world_accessible_key_file_is_refused(tmp_path: Path, mode: int
         Client("http://x", key_file=path)
 
 
-def test_key_file_written_by_the_cli_loads(tmp_path: Path) -> None:
-    from rapport_cli.keyfile import save_key as cli_save
+def test_key_file_written_by_rapport_keygen_loads_and_is_not_overwritten(tmp_path: Path) -> None:
+    from rapport_cli.main import app
+    from typer.testing import CliRunner
 
-    key = SigningKey.generate()
-    cli_save(key, tmp_path / "k.json")
-    assert keys.load_key(tmp_path / "k.json").did == key.did
+    path = tmp_path / "k.json"
+    first = CliRunner().invoke(app, ["keygen", "--out", str(path)])
+    assert first.exit_code == 0, first.output
+    assert keys.load_key(path).did == first.output.strip()
+    assert (path.stat().st_mode & 0o777) == 0o600
+    again = CliRunner().invoke(app, ["keygen", "--out", str(path)])
+    assert again.exit_code == 1
+    assert keys.load_key(path).did == first.output.strip()
 
 
 @pytest.mark.parametrize(
