@@ -77,8 +77,8 @@ export function favourActions(favour, cid, ctx) {
         if (text) body.note = text;
         const path = `/v1/connections/${cid}/favours/${favour.id}/${name === "counter" ? "decline" : name}`;
         await ctx.app.api.act("POST", path, cid, `favour-${name === "counter" ? "decline" : name}`, body);
-        announce(FAVOUR_DONE_WORDS[name]);
         await ctx.render({ quiet: true });
+        announce(FAVOUR_DONE_WORDS[name]);
       }),
     );
     return button;
@@ -177,12 +177,13 @@ function grantRow(connection, { spec, grant }, name, index, ctx) {
     busy(toggle, async () => {
       if (on) {
         await ctx.app.api.act("POST", `/v1/connections/${cid}/grants/${grant.id}/revoke`, cid, "grant-revoke", { grant_id: grant.id });
+        await ctx.render({ quiet: true });
         announce(`${name} may no longer ${spec.scope === "favour" ? "ask you favours" : "send you messages"} about ${topicWords(spec.topic)}.`);
       } else {
         await ctx.app.api.act("POST", `/v1/connections/${cid}/grants`, cid, "grant-issue", { grant: spec });
+        await ctx.render({ quiet: true });
         announce(`${name} may now ${spec.scope === "favour" ? "ask you favours" : "send you messages"} about ${topicWords(spec.topic)}.`);
       }
-      await ctx.render({ quiet: true });
     }),
   );
   const label = `${spec.scope === "favour" ? "Favours" : "Messages"} about ${topicWords(spec.topic)}`;
@@ -206,8 +207,8 @@ function capEditor(cid, grant, spec, index, ctx) {
     busy(save, async () => {
       const next = cap.withCap(spec);
       await ctx.app.api.act("POST", `/v1/connections/${cid}/grants/${grant.id}/amend`, cid, "grant-amend", { replaces: grant.id, grant: next });
-      announce(next.rate ? `Limit saved: at most ${next.rate.count} per ${periodWords(next.rate.period)}.` : "Limit removed.");
       await ctx.render({ quiet: true });
+      announce(next.rate ? `Limit saved: at most ${next.rate.count} per ${periodWords(next.rate.period)}.` : "Limit removed.");
     }),
   );
   return form;
@@ -224,8 +225,8 @@ function muteSection(connection, name, ctx) {
       "click",
       busy(unmute, async () => {
         await ctx.app.api.act("POST", `/v1/connections/${cid}/unmute`, cid, "unmute", {});
-        announce(`${name} is no longer muted.`);
         await ctx.render({ quiet: true });
+        announce(`${name} is no longer muted.`);
       }),
     );
     return h(
@@ -256,8 +257,8 @@ function muteSection(connection, name, ctx) {
         const body = { exempt_topics: topics, mode: "hold" };
         if (seconds) body.until = Math.floor(Date.now() / 1000) + seconds;
         await ctx.app.api.act("PUT", `/v1/connections/${cid}/mute`, cid, "mute", body);
-        announce(`${name} is muted ${seconds ? `for ${label}` : "until you unmute"}.`);
         await ctx.render({ quiet: true });
+        announce(`${name} is muted ${seconds ? `for ${label}` : "until you unmute"}.`);
       }),
     );
     return button;
@@ -286,8 +287,8 @@ function favourSection(connection, favours, ledger, grants, name, ctx) {
       "submit",
       busy(ask, async () => {
         await ctx.app.api.act("POST", `/v1/connections/${cid}/favours`, cid, "favour-request", { kind: kind.value, description: description.value });
-        announce("Favour requested.");
         await ctx.render({ quiet: true });
+        announce("Favour requested.");
       }),
     );
   }
@@ -369,8 +370,8 @@ function severSection(connection, name, ctx) {
       if (!form) return;
       const body = { data: form.get("data"), block_reinvite: form.get("block") === "on" };
       await ctx.app.api.act("POST", `/v1/connections/${cid}/sever`, cid, "sever", body);
-      announce(`${name} is cut off.`);
       await ctx.render();
+      announce(`${name} is cut off.`);
     }),
   );
   return h("div", {}, h("h2", {}, "End this connection"), button);
