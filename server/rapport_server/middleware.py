@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -34,11 +35,14 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming, and
+    bodies that take longer than ``body_timeout`` seconds to arrive with 408 (a slow client
+    trickling a body must not hold a connection and a worker for ever)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,8 +57,14 @@ class BodyLimitMiddleware:
         # application sees a byte of it; then replay it.
         chunks: list[bytes] = []
         seen = 0
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         while True:
-            message = await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except TimeoutError:
+                await self._reject(scope, send, status=408)
+                return
             if message["type"] != "http.request":
                 break
             chunk = message.get("body", b"")
@@ -77,14 +87,20 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send, status: int = 413) -> None:
         request_id = scope.get("state", {}).get("request_id")
+        if status == 408:
+            code, title = "request_timeout", "Request timeout"
+            detail = f"the request body must arrive within {self.body_timeout:g} s"
+        else:
+            code, title = "payload_too_large", "Payload too large"
+            detail = f"request bodies are limited to {self.max_bytes} bytes"
         body = {
-            "type": "https://rapport.dev/problems/payload_too_large",
-            "title": "Payload too large",
-            "status": 413,
-            "code": "payload_too_large",
-            "detail": f"request bodies are limited to {self.max_bytes} bytes",
+            "type": "https://rapport.dev/problems/" + code,
+            "title": title,
+            "status": status,
+            "code": code,
+            "detail": detail,
         }
         if request_id:
             body["request_id"] = request_id
@@ -92,7 +108,7 @@ class BodyLimitMiddleware:
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(data)).encode()),

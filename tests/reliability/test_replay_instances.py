@@ -98,7 +98,11 @@ async def test_replays_and_races_split_across_two_instances(
             ann.rewind(cid, seq, prev)
             body = {
                 "replaces": grant["id"],
-                "grant": {"scope": "message", "topic": "news", "rate": {"count": count * 50, "period": "PT1H"}},
+                "grant": {
+                    "scope": "message",
+                    "topic": "news",
+                    "rate": {"count": count * 50, "period": "PT1H"},
+                },
             }
             amendments.append(ann.sign(M.GRANT_AMEND, body, cid))
         amend = f"/v1/connections/{cid}/grants/{grant['id']}/amend"

@@ -42,7 +42,12 @@ class LoopRunner:
 
 @contextlib.asynccontextmanager
 async def app_instance(
-    database_url: str, clock: FakeClock, *, port: int | None = None, **settings: Any
+    database_url: str,
+    clock: FakeClock,
+    *,
+    port: int | None = None,
+    body_timeout: float | None = None,
+    **settings: Any,
 ) -> AsyncIterator[str]:
     """Like :func:`tests.helpers.live_server`, on a chosen ``port`` (a restart keeps its URL,
     so tokens stay valid), and stopping promptly: idle keep-alive connections of test
@@ -64,6 +69,12 @@ async def app_instance(
         ),
         clock=clock,
     )
+    if body_timeout is not None:
+        from rapport_server.middleware import BodyLimitMiddleware
+
+        for middleware in app.user_middleware:
+            if middleware.cls is BodyLimitMiddleware:
+                middleware.kwargs["body_timeout"] = body_timeout
     stopped = threading.Event()
 
     async def watched(scope: Any, receive: Any, send: Any) -> None:
