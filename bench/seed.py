@@ -32,14 +32,20 @@ class Template:
 
 def _sql(dialect: str) -> dict[str, str]:
     if dialect == "postgresql":
-        series = "SELECT generate_series(:start, :stop) AS i"
-        per = "SELECT generate_series(1, :per) AS j"
+        series = "SELECT generate_series(CAST(:start AS bigint), CAST(:stop AS bigint)) AS i"
+        per = "SELECT generate_series(1, CAST(:per AS integer)) AS j"
         pid = "'seed-' || lpad(n.i::text, 31, '0')"
         cid = "'f' || lpad(to_hex(n.i), 31, '0')"
         did = "'did:key:z6MkSeed' || lpad(n.i::text, 40, '0')"
         oid = "lpad(to_hex(n.i), 56, '0') || lpad(k.j::text, 8, '0')"
         seq_of = "CAST(substr(l.object_id, 57, 8) AS bigint)"
         prefix = "WITH "
+        now, count, after = "CAST(:now AS bigint)", "CAST(:per AS bigint)", "CAST(:after AS bigint)"
+        tdid, obj, payload = (
+            "CAST(:tdid AS text)",
+            "CAST(:object AS text)",
+            "CAST(:payload AS text)",
+        )
     else:
         series = "SELECT :start AS i UNION ALL SELECT i + 1 FROM n WHERE i < :stop"
         per = "SELECT 1 AS j UNION ALL SELECT j + 1 FROM k WHERE j < :per"
@@ -49,15 +55,17 @@ def _sql(dialect: str) -> dict[str, str]:
         oid = "printf('%056x%08d', n.i, k.j)"
         seq_of = "CAST(substr(l.object_id, 57, 8) AS INTEGER)"
         prefix = "WITH RECURSIVE "
+        now, count, after = ":now", ":per", ":after"
+        tdid, obj, payload = ":tdid", ":object", ":payload"
     return {
         "parties": f"""{prefix} n(i) AS ({series})
             INSERT INTO parties (id, kind, did, display_name, created_at, event_seq)
-            SELECT {pid}, 'person', {did}, 'Seeded person', :now, :per FROM n""",
+            SELECT {pid}, 'person', {did}, 'Seeded person', {now}, {count} FROM n""",
         "connections": f"""{prefix} n(i) AS ({series})
             INSERT INTO connections (cid, invitation_id, inviter_id, acceptor_id, status,
                 state, version, created_at, updated_at, data_instruction)
             SELECT {cid}, c.invitation_id, c.inviter_id, {pid}, c.status,
-                replace(replace(c.state, c.cid, {cid}), :tdid, {did}),
+                replace(replace(c.state, c.cid, {cid}), {tdid}, {did}),
                 c.version, c.created_at, c.updated_at, c.data_instruction
             FROM n, connections c WHERE c.cid = :tcid""",
         "grants": f"""{prefix} n(i) AS ({series})
@@ -71,12 +79,12 @@ def _sql(dialect: str) -> dict[str, str]:
         "log": f"""{prefix} n(i) AS ({series}), k(j) AS ({per})
             INSERT INTO log_entries (cid, object_id, type, sender_id, object, payload,
                 received_at)
-            SELECT {cid}, {oid}, 'message', c.inviter_id, :object, :payload, :now
+            SELECT {cid}, {oid}, 'message', c.inviter_id, {obj}, {payload}, {now}
             FROM n, k, connections c WHERE c.cid = :tcid""",
         "events": f"""INSERT INTO events (party_id, seq, cid, kind, log_seq, created_at)
-            SELECT c.acceptor_id, {seq_of}, l.cid, 'message', l.seq, :now
+            SELECT c.acceptor_id, {seq_of}, l.cid, 'message', l.seq, {now}
             FROM log_entries l JOIN connections c ON c.cid = l.cid
-            WHERE l.seq > :after""",
+            WHERE l.seq > {after}""",
     }
 
 

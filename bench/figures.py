@@ -1,0 +1,423 @@
+"""The figures: send throughput and latency, scale, broadcast fan-out, multi-instance,
+delivery lag; and the per-backend sequence that measures them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from bench import load, report, seed, servers
+from bench.context import (
+    HERE,
+    Context,
+    Small,
+    megabytes,
+    new_population,
+    presign_run,
+)
+from bench.databases import fresh_database
+from bench.references import crypto, database_limits, limit_http
+from bench.report import Row, pending
+from bench.workload import Link, Population
+
+
+def send_peak(
+    ctx: Context, backend: str, srv: servers.Server, pop: Population, db_url: str, label: str
+) -> tuple[load.LoadResult, float]:
+    """Peak send throughput; returns the result and the server CPU ms per message."""
+    path = presign_run(ctx, pop, db_url, ctx.plan.max_rate, f"{backend}-{label}-peak")
+    cpu0 = srv.cpu_seconds()
+    res = load.peak(
+        srv.url,
+        path,
+        seconds=ctx.plan.seconds,
+        connections=ctx.plan.connections,
+        cpu=ctx.load_cpu,
+        tool=ctx.tool,
+    )
+    cpu_ms = (srv.cpu_seconds() - cpu0) * 1000 / max(1, res.ok)
+    ctx.log(
+        f"send[{backend}/{label}]: {res.rate:,.0f} msg/s, p99 {res.p99_ms:.0f} ms, "
+        f"{cpu_ms:.2f} CPU ms/msg {res.detail}"
+    )
+    return res, cpu_ms
+
+
+def send_rows(ctx: Context, backend: str, res: load.LoadResult, cpu_ms: float) -> None:
+    http = limit_http(ctx)
+    crypto_rate = crypto(ctx)
+    _, batched = ctx.refs[f"limit_db/{backend}"], ctx.refs[f"limit_db/{backend}/100"]
+    note = (
+        f"{res.tool}, {ctx.plan.connections} conns, {ctx.plan.links} chains; "
+        f"server {cpu_ms:.2f} CPU ms/msg"
+    )
+    if res.detail:
+        note += f"; {res.detail}"
+    ctx.rows.append(
+        Row(
+            "send throughput",
+            backend,
+            report.rate(res.rate, " msg/s"),
+            f"limit_http {report.rate(http)}",
+            res.rate / http,
+            "≥ 0.5×",
+            note,
+        )
+    )
+    floor = min(crypto_rate, batched)
+    which = "limit_crypto" if crypto_rate <= batched else "limit_db batched"
+    ctx.rows.append(
+        Row(
+            "send throughput",
+            backend,
+            report.rate(res.rate, " msg/s"),
+            f"min(crypto, db batched) = {which} {report.rate(floor)}",
+            res.rate / floor,
+            "≥ 0.8×",
+        )
+    )
+
+
+def latency(
+    ctx: Context, srv: servers.Server, pop: Population, db_url: str, rate: float, name: str
+) -> load.LoadResult:
+    path = presign_run(ctx, pop, db_url, rate, name)
+    res = load.fixed_rate(
+        srv.url,
+        path,
+        rate=rate,
+        seconds=ctx.plan.seconds,
+        connections=ctx.plan.connections,
+        cpu=ctx.load_cpu,
+    )
+    ctx.log(f"latency[{name}] @ {rate:,.0f}/s: p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms")
+    return res
+
+
+def bare_latency(ctx: Context, rate: float) -> load.LoadResult:
+    path = ctx.workdir / "bare.tsv"
+    if not path.exists():
+        limit_http(ctx)
+    with servers.bare_server(ctx.workdir, cpu=ctx.server_cpu) as bare:
+        return load.fixed_rate(
+            bare.url,
+            path,
+            rate=rate,
+            seconds=ctx.plan.seconds,
+            connections=ctx.plan.connections,
+            mode="any",
+            cpu=ctx.load_cpu,
+        )
+
+
+def latency_rows(
+    ctx: Context, backend: str, res: load.LoadResult, ref: load.LoadResult, rate: float
+) -> None:
+    note = f"open loop at {rate:,.0f}/s (50% of peak), {ctx.plan.seconds:g} s"
+    if res.detail:
+        note += f"; {res.detail}"
+    ctx.rows.append(
+        Row(
+            "send latency p50",
+            backend,
+            f"{res.p50_ms:.1f} ms",
+            f"bare endpoint at same rate {ref.p50_ms:.1f} ms",
+            res.p50_ms / ref.p50_ms if ref.p50_ms else None,
+            note=note,
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "send latency p99",
+            backend,
+            f"{res.p99_ms:.1f} ms",
+            f"bare endpoint at same rate {ref.p99_ms:.1f} ms",
+            res.p99_ms / ref.p99_ms if ref.p99_ms else None,
+        )
+    )
+
+
+async def _seed(db_url: str, jobs: list[tuple[seed.Template, int, int, int]]) -> dict[str, int]:
+    """Run clone jobs (template, start, count, messages) in one transaction."""
+    from rapport_server.db import create_engine, writer_engine
+
+    engine = create_engine(db_url)
+    try:
+        async with writer_engine(engine).begin() as conn:
+            obj, payload = await seed.sample_message(conn)
+            for template, start, count, messages in jobs:
+                await seed.clone(
+                    conn,
+                    template,
+                    start=start,
+                    count=count,
+                    messages=messages,
+                    message_object=obj,
+                    payload=payload,
+                )
+        async with writer_engine(engine).begin() as conn:
+            await seed.analyze(conn)
+            return await seed.table_counts(conn)
+    finally:
+        await engine.dispose()
+
+
+def _template(link: Link) -> seed.Template:
+    return seed.Template(link.cid, link.recipient.party_id, link.recipient.did)
+
+
+def scale(
+    ctx: Context,
+    backend: str,
+    db_url: str,
+    pop: Population,
+    small: Small,
+    start_server: Callable[[], contextlib.AbstractContextManager[servers.Server]],
+) -> None:
+    conns, per = ctx.plan.scale[backend]
+    began = time.monotonic()
+    start = ctx.seed_next
+    ctx.seed_next += conns
+    counts = asyncio.run(_seed(db_url, [(_template(pop.links[0]), start, conns, per)]))
+    seeded = time.monotonic() - began
+    ctx.log(f"seeded[{backend}] in {seeded:.0f} s: {counts}")
+    sizes = (
+        f"{counts['connections']:,} connections, {counts['log_entries']:,} log entries, "
+        f"{counts['events']:,} events (seeded in {seeded:.0f} s)"
+    )
+    with start_server() as srv:
+        res, cpu_ms = send_peak(ctx, backend, srv, pop, db_url, "scale")
+        lat = (
+            latency(ctx, srv, pop, db_url, small.rate50, f"{backend}-scale-lat")
+            if small.latency
+            else None
+        )
+        rss = srv.rss()
+    ctx.rows.append(
+        Row(
+            "scale: send throughput",
+            backend,
+            report.rate(res.rate, " msg/s"),
+            f"small-db figure {report.rate(small.peak.rate)}",
+            res.rate / small.peak.rate if small.peak.rate else None,
+            "≥ 0.8×",
+            f"{sizes}; {cpu_ms:.2f} CPU ms/msg" + (f"; {res.detail}" if res.detail else ""),
+        )
+    )
+    if lat is not None and small.latency is not None:
+        ctx.rows.append(
+            Row(
+                "scale: send latency p99",
+                backend,
+                f"{lat.p99_ms:.1f} ms",
+                f"small-db p99 {small.latency.p99_ms:.1f} ms",
+                lat.p99_ms / small.latency.p99_ms if small.latency.p99_ms else None,
+                note=f"same rate {small.rate50:,.0f}/s; p50 {lat.p50_ms:.1f} ms"
+                + (f"; {lat.detail}" if lat.detail else ""),
+            )
+        )
+    ctx.rows.append(
+        Row(
+            "scale: server RSS",
+            backend,
+            megabytes(rss),
+            f"small-db RSS {megabytes(small.rss)}",
+            rss / small.rss if small.rss else None,
+            note="after the load",
+        )
+    )
+
+
+def broadcast(ctx: Context, backend: str, srv: servers.Server, db_url: str) -> None:
+    from bench.fanout import prepare_fanout, run_broadcasts
+
+    _, batched = ctx.refs[f"limit_db/{backend}"], ctx.refs[f"limit_db/{backend}/100"]
+    for n in ctx.plan.fanout:
+        start = ctx.seed_next
+        ctx.seed_next += n
+        began = time.monotonic()
+        sender, jobs = asyncio.run(prepare_fanout(srv.url, n, start))
+        asyncio.run(_seed(db_url, jobs))
+        prepared = time.monotonic() - began
+        timings, outcome = asyncio.run(run_broadcasts(srv.url, sender, ctx.plan.broadcasts))
+        best = statistics.median(timings)
+        enqueued = outcome["delivered"] + outcome["held"]
+        per_s = enqueued / best
+        ctx.log(f"broadcast[{backend}] N={n}: {best * 1000:.0f} ms, {outcome}")
+        ctx.rows.append(
+            Row(
+                f"broadcast fan-out N={n:,}",
+                backend,
+                f"{best * 1000:,.0f} ms ({report.rate(per_s, ' recipients/s')})",
+                f"limit_db batched {report.rate(batched, ' rows/s')}",
+                per_s / batched,
+                note=(
+                    f"median of {len(timings)}; selected {outcome['candidates']:,}, "
+                    f"delivered {outcome['delivered']:,}, held {outcome['held']:,}, "
+                    f"refused {outcome['refused']}; set-up {prepared:.0f} s"
+                ),
+            )
+        )
+
+
+def multi_instance(
+    ctx: Context, backend: str, db_url: str, pop: Population, secret: str, port: int
+) -> None:
+    """Two server processes on one PostgreSQL vs one; unpinned, load split in two."""
+    halves = [
+        replace(pop, links=pop.links[0::2]),
+        replace(pop, links=pop.links[1::2]),
+    ]
+    results: dict[int, float] = {}
+    for instances in (1, 2):
+        with contextlib.ExitStack() as stack:
+            srvs = [
+                stack.enter_context(
+                    servers.rapport_server(
+                        db_url,
+                        ctx.workdir,
+                        cpu=None,
+                        secret_key=secret,
+                        migrate=False,
+                        port=port if i == 0 else None,
+                        public_url=f"http://127.0.0.1:{port}",
+                        extra_env=ctx.server_env,
+                    )
+                )
+                for i in range(instances)
+            ]
+            files = [
+                presign_run(ctx, half, db_url, ctx.plan.max_rate / 2, f"multi{instances}-{i}")
+                for i, half in enumerate(halves)
+            ]
+            with ThreadPoolExecutor(2) as pool:
+                futures = [
+                    pool.submit(
+                        load.peak,
+                        srvs[i % instances].url,
+                        files[i],
+                        seconds=ctx.plan.seconds,
+                        connections=ctx.plan.connections // 2,
+                        cpu=None,
+                        tool=ctx.tool,
+                    )
+                    for i in range(2)
+                ]
+                res = [f.result() for f in futures]
+            results[instances] = sum(r.rate for r in res)
+            ctx.log(f"multi[{backend}] {instances} instance(s): {results[instances]:,.0f} msg/s")
+    ctx.rows.append(
+        Row(
+            "multi-instance: 2 servers",
+            backend,
+            report.rate(results[2], " msg/s"),
+            f"1 server, same load {report.rate(results[1])}",
+            results[2] / results[1] if results[1] else None,
+            note="no CPU pinning: 2 servers + PostgreSQL + 2 wrk share the machine's cores",
+        )
+    )
+
+
+def profile_send(
+    ctx: Context, backend: str, db_url: str, pop: Population, secret: str, port: int
+) -> None:
+    session = ctx.workdir / f"profile-{backend}.pyisession"
+    with servers.rapport_server(
+        db_url,
+        ctx.workdir,
+        cpu=ctx.server_cpu,
+        secret_key=secret,
+        migrate=False,
+        profile=session,
+        port=port,
+        extra_env=ctx.server_env,
+    ) as srv:
+        path = presign_run(ctx, pop, db_url, ctx.plan.max_rate, f"{backend}-profile")
+        srv.start_profile()
+        load.peak(
+            srv.url,
+            path,
+            seconds=ctx.plan.seconds,
+            connections=ctx.plan.connections,
+            cpu=ctx.load_cpu,
+            tool=ctx.tool,
+        )
+    out = HERE / f"profile-{backend}.txt"
+    text = subprocess.run(
+        [str(servers.BIN / "pyinstrument"), "--load", str(session), "-r", "text"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    out.write_text(text)
+    ctx.log(f"profile written to {out}")
+
+
+def run_backend(ctx: Context, backend: str) -> None:
+    label = "sqlite" if backend == "sqlite" else "pg"
+    with fresh_database(backend, ctx.workdir, ctx.pg_url, label) as db_url:
+        if ctx.wants("limits", "send", "broadcast", "latency", "scale"):
+            database_limits(ctx, backend, db_url)
+        secret = servers.new_secret()
+        # Every server of this database listens on one port (restarts keep tokens and the
+        # pre-signed requests valid); a second instance shares its public URL.
+        port = servers.free_port()
+
+        def start_server(
+            migrate: bool = False,
+        ) -> contextlib.AbstractContextManager[servers.Server]:
+            return servers.rapport_server(
+                db_url,
+                ctx.workdir,
+                cpu=ctx.server_cpu,
+                secret_key=secret,
+                migrate=migrate,
+                port=port,
+                extra_env=ctx.server_env,
+            )
+
+        if backend == "postgres":
+            from rapport_server.migrate import upgrade
+
+            asyncio.run(upgrade(db_url))
+        need_send = ctx.wants("send", "latency", "scale", "multi")
+        pop: Population | None = None
+        small: Small | None = None
+        with start_server(migrate=True) as srv:
+            if need_send:
+                pop = new_population(srv.url, ctx.plan)
+                peak, cpu_ms = send_peak(ctx, backend, srv, pop, db_url, "small")
+                small = Small(peak, rss=srv.rss(), rate50=peak.rate / 2)
+                if ctx.wants("send", "scale"):
+                    send_rows(ctx, backend, peak, cpu_ms)
+                if ctx.wants("latency", "scale") and peak.rate > 0:
+                    small.latency = latency(
+                        ctx, srv, pop, db_url, small.rate50, f"{backend}-small-lat"
+                    )
+                    small.rss = srv.rss()
+                    ref = bare_latency(ctx, small.rate50)
+                    latency_rows(ctx, backend, small.latency, ref, small.rate50)
+        if ctx.profile and pop is not None:
+            profile_send(ctx, backend, db_url, pop, secret, port)
+        if ctx.wants("scale") and pop is not None and small is not None:
+            scale(ctx, backend, db_url, pop, small, start_server)
+        if ctx.wants("broadcast"):
+            with start_server() as srv:
+                broadcast(ctx, backend, srv, db_url)
+        if ctx.wants("multi"):
+            if backend == "postgres" and pop is not None:
+                multi_instance(ctx, backend, db_url, pop, secret, port)
+            elif backend == "sqlite":
+                ctx.rows.append(
+                    pending("multi-instance", backend, "PostgreSQL only (SQLite has one writer)")
+                )
+        if ctx.wants("delivery"):
+            from bench.delivery import delivery_rows
+
+            ctx.rows.extend(delivery_rows(ctx, backend, db_url, port, secret))
