@@ -28,7 +28,9 @@ from .writes import UnitContext
 M = TypeVar("M", bound=BaseModel)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop on
+    # every request for a field read.
     svc: Services = request.app.state.services
     return svc
 
