@@ -129,3 +129,26 @@ async def test_replays_and_races_split_across_two_instances(
         "replay-two-instances",
         f"{dict(figures)}; inbox holds exactly 3 messages, 0 duplicates",
     )
+
+
+async def test_a_replay_is_refused_as_a_replay_after_the_grant_is_revoked(
+    business: Actor, person: Actor
+) -> None:
+    """Found by the stateful model: a retried message whose grant was revoked since was
+    answered 403 grant_missing, so a client retrying after a lost answer would believe a
+    delivered message was refused. A replay is a replay (409) whatever the grants say now."""
+    cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
+    obj = business.sign(M.MESSAGE, {"topic": "news"}, cid, payload="delivered")
+    path = f"/v1/connections/{cid}/messages"
+    assert (await business.post(path, {"object": obj})).status_code == 201
+    grant = (await person.get(f"/v1/connections/{cid}/grants")).json()["granted_by_me"][0]
+    r = await person.act(
+        "POST",
+        f"/v1/connections/{cid}/grants/{grant['id']}/revoke",
+        M.GRANT_REVOKE,
+        {"grant_id": grant["id"]},
+        cid,
+    )
+    assert r.status_code == 200, r.text
+    again = await business.post(path, {"object": obj})
+    assert again.status_code == 409 and again.json()["code"] == "replayed", again.text

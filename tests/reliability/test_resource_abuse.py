@@ -65,6 +65,7 @@ class Abuse:
     clock: FakeClock
     outcomes: Counter[str] = field(default_factory=Counter)
     slow: list[tuple[str, float]] = field(default_factory=list)
+    casts: int = 0
 
     def actor(self) -> Actor:
         return Actor(http=self.http, clock=self.clock, base_url=self.base)
@@ -187,10 +188,11 @@ class Abuse:
             await asyncio.sleep(PACE)
 
     async def _broadcasts(self, stop: asyncio.Event) -> None:
-        n = 0
         while not stop.is_set():
-            n += 1
-            cast = self.caster.sign(M.MESSAGE, {"topic": "news"}, None, payload=f"cast {n}")
+            self.casts += 1
+            cast = self.caster.sign(
+                M.MESSAGE, {"topic": "news"}, None, payload=f"cast {self.casts}"
+            )
             r = await self.caster.post("/v1/broadcasts", {"object": cast})
             self.outcomes[f"broadcast {r.status_code}"] += 1
             await asyncio.sleep(PACE)

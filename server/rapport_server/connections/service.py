@@ -93,6 +93,11 @@ async def apply_object(
     verdict: Allowed | None = None
     try:
         if obj.type in (M.MESSAGE, M.FAVOUR_REQUEST) and state.status == "active":
+            # A replay is refused as a replay whatever the grants say now (as in
+            # ``apply``): a client retrying after a lost answer must learn that its object
+            # was stored (409 replayed), not get a fresh refusal such as grant_missing.
+            if obj.cid is not None and obj.seq <= state.heads[state.role_of(obj.sender)].seq:
+                raise errors.Replayed(f"seq {obj.seq} is already in this connection's chain")
             decision = decide(state, obj, now)
             if not isinstance(decision, Allowed):
                 raise refusal_error(decision)
