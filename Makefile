@@ -8,8 +8,13 @@ PORT   ?= 8000
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 ISO    := .venv-isolation
+# Reliability profiles (tests/reliability, RELIABILITY.md): `make test` runs the fast one;
+# `make soak` sets RAPPORT_SOAK=1 (more examples, longer phases, a longer atheris run).
+# SOAK_SCALE multiplies every count of the chosen profile (e.g. SOAK_SCALE=0.5).
+SOAK_SCALE ?= 1
+FUZZ_SECONDS ?= 300
 
-.PHONY: test-isolation serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean openapi spec
+.PHONY: test-isolation serve test check lint typecheck test-sqlite test-postgres fmt demo bench clean openapi spec soak fuzz
 
 $(STAMP): protocol/pyproject.toml server/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -58,6 +63,18 @@ test-postgres: $(STAMP)
 	else \
 		echo "PostgreSQL at $(PG_URL) is not reachable: skipping the PostgreSQL leg (it is required under CI=true)."; \
 	fi
+
+soak: $(STAMP)  ## The reliability suite's long profile on SQLite and PostgreSQL (figures in var/reliability/).
+	RAPPORT_SOAK=1 RAPPORT_RELIABILITY_SCALE=$(SOAK_SCALE) RAPPORT_TEST_DB=sqlite $(BIN)/pytest tests/reliability
+	@if $(BIN)/python scripts/pg_reachable.py "$(PG_URL)"; then \
+		RAPPORT_SOAK=1 RAPPORT_RELIABILITY_SCALE=$(SOAK_SCALE) RAPPORT_TEST_DB=postgres RAPPORT_TEST_PG_URL="$(PG_URL)" $(BIN)/pytest tests/reliability; \
+	else \
+		echo "PostgreSQL at $(PG_URL) is not reachable: soak ran on SQLite only."; \
+	fi
+
+fuzz: $(STAMP)  ## atheris on the strict JSON parser for FUZZ_SECONDS (new inputs in var/fuzz/).
+	mkdir -p var/fuzz/strict_json
+	$(BIN)/python fuzz/strict_json_fuzz.py -max_total_time=$(FUZZ_SECONDS) var/fuzz/strict_json fuzz/corpus
 
 openapi: $(STAMP)  ## Regenerate spec/openapi.json from the app.
 	$(BIN)/python scripts/write_openapi.py
