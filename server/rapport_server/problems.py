@@ -81,9 +81,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 # Statuses any operation can answer, whatever it declares: malformed input or cursor (400),
-# the body limit (413, checked before routing), validation (422), the store down (503).
+# the body deadline and limit (408, 413, checked before routing), validation (422), the
+# store down (503).
 _ANY_OPERATION = {
     "400": "bad request (json_*, invalid_cursor, invalid_idempotency_key)",
+    "408": "request_timeout: the request body did not arrive in time",
     "413": "payload_too_large",
     "422": "validation_error or an invalid object",
     "503": "store_unavailable, with Retry-After",
