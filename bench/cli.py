@@ -18,6 +18,7 @@ import platform
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     tool = args.tool or ("wrk" if load.have_wrk() else "loadgen")
     backends = [b.strip() for b in args.db.split(",") if b.strip()]
     started = dt.datetime.now(dt.UTC)
+    failed = False
     t0 = time.monotonic()
     with _workdir(args.keep) as workdir:
         ctx = Context(
@@ -116,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
                     pending("all", backend, f"PostgreSQL not reachable at {args.pg_url}")
                 )
                 continue
-            run_backend(ctx, backend)
+            try:
+                run_backend(ctx, backend)
+            except Exception as exc:  # keep the rows measured so far; say what broke
+                traceback.print_exc()
+                first = (str(exc).splitlines() or [""])[0][:160]
+                ctx.rows.append(pending("(aborted)", backend, f"{type(exc).__name__}: {first}"))
+                failed = True
     elapsed = time.monotonic() - t0
     table = report.render(ctx.rows)
     header = (
@@ -133,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.markdown:
         args.markdown.write_text(f"{header}\n\n{table}\n")
-    return 0
+    return 1 if failed else 0
