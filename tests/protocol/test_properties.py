@@ -27,8 +27,9 @@ class Reference:
     severed: bool = False
     grants: dict[str, tuple[int | None, int, int | None]] = field(default_factory=dict)
     """topic -> (rate count, period seconds, expires) granted by the person to the business."""
-    epoch: dict[str, int] = field(default_factory=dict)
-    """topic -> index into ``sent`` from which the current grant counts usage."""
+    recorded: dict[str, list[int]] = field(default_factory=dict)
+    """topic -> delivery times the grant's usage record holds (spec §13: only while capped,
+    pruned to the window and to the latest ``count``; inherited by amendments)."""
     mute: tuple[int | None, tuple[str, ...], str] | None = None
     sent: list[tuple[str, int]] = field(default_factory=list)
 
@@ -45,12 +46,17 @@ class Reference:
             if (until is None or now < until) and topic not in exempt and mode == "reject":
                 return "muted"
         if count is not None:
-            used = [
-                t for tp, t in self.sent[self.epoch[topic] :] if tp == topic and t > now - period
-            ]
+            used = [t for t in self.recorded.get(topic, []) if t > now - period]
             if len(used) >= count:
                 return "rate_exceeded"
         return "allowed"
+
+    def record(self, topic: str, now: int) -> None:
+        self.sent.append((topic, now))
+        count, period, _ = self.grants[topic]
+        if count is not None:
+            kept = [t for t in self.recorded.get(topic, []) if t > now - period]
+            self.recorded[topic] = [*kept, now][-count:]
 
 
 events = st.lists(
@@ -118,7 +124,7 @@ def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tupl
                 assert got == expected, (got, expected)
                 if isinstance(verdict, Allowed):
                     conn.send(conn.business, M.MESSAGE, {"topic": topic, "content": "x"}, now)
-                    ref.sent.append((topic, now))
+                    ref.record(topic, now)
                 else:
                     assert isinstance(verdict, Refused)
             elif kind == "grant":
@@ -136,7 +142,7 @@ def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tupl
                     )
                 else:
                     conn.send(conn.person, M.GRANT_ISSUE, {"grant": spec}, now)
-                    ref.epoch[topic] = len(ref.sent)
+                    ref.recorded[topic] = []
                 ref.grants[topic] = (
                     count,
                     PERIODS[period],
