@@ -9,7 +9,7 @@ own hot-path functions (which step).
 from __future__ import annotations
 
 import argparse
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 
 from pyinstrument.frame import Frame
@@ -71,8 +71,8 @@ def summarise(session: Session) -> str:
     root = session.root_frame()
     if root is None:
         return "empty profile"
-    by_category: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
+    by_category: dict[str, float] = defaultdict(float)
+    inclusive: dict[str, float] = defaultdict(float)
 
     def walk(frame: Frame, active: frozenset[str]) -> None:
         own = frame.time - sum(c.time for c in frame.children)
@@ -90,10 +90,10 @@ def summarise(session: Session) -> str:
     total = root.time
     lines = [f"Profile: {total:.2f} s sampled, CPU {session.cpu_time:.2f} s", ""]
     lines += ["Self time by kind of work:", ""]
-    for name, value in by_category.most_common():
+    for name, value in sorted(by_category.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {value / total * 100:5.1f}%  {name}")
     lines += ["", "Inclusive time of hot-path steps (main thread):", ""]
-    for name, value in inclusive.most_common():
+    for name, value in sorted(inclusive.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {value / total * 100:5.1f}%  {name}")
     return "\n".join(lines)
 

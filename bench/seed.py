@@ -173,5 +173,6 @@ async def table_counts(conn: AsyncConnection) -> dict[str, int]:
     """Row counts of the tables the figures depend on."""
     counts = {}
     for table in ("parties", "connections", "log_entries", "events", "active_grants"):
-        counts[table] = int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar())
+        found = (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        counts[table] = int(found)
     return counts
