@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tool", choices=("wrk", "loadgen"), help="peak load tool")
     parser.add_argument("--profile", action="store_true", help="profile the send path too")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write the table into BENCHMARKS.md (its results block)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--server-env",
@@ -141,4 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.markdown:
         args.markdown.write_text(f"{header}\n\n{table}\n")
+    if args.record:
+        report.record(servers.ROOT / "BENCHMARKS.md", header, table)
     return 1 if failed else 0

@@ -279,6 +279,7 @@ def multi_instance(
         replace(pop, links=pop.links[0::2]),
         replace(pop, links=pop.links[1::2]),
     ]
+    problems: list[str] = []
     results: dict[int, float] = {}
     for instances in (1, 2):
         with contextlib.ExitStack() as stack:
@@ -316,6 +317,7 @@ def multi_instance(
                 ]
                 res = [f.result() for f in futures]
             results[instances] = sum(r.rate for r in res)
+            problems.extend(f"{instances} server(s): {r.detail}" for r in res if r.detail)
             ctx.log(f"multi[{backend}] {instances} instance(s): {results[instances]:,.0f} msg/s")
     ctx.rows.append(
         Row(
@@ -324,7 +326,8 @@ def multi_instance(
             report.rate(results[2], " msg/s"),
             f"1 server, same load {report.rate(results[1])}",
             results[2] / results[1] if results[1] else None,
-            note="no CPU pinning: 2 servers + PostgreSQL + 2 wrk share the machine's cores",
+            note="no CPU pinning: 2 servers + PostgreSQL + 2 wrk share the machine's cores; "
+            + ("; ".join(problems) if problems else "no non-2xx answers"),
         )
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,16 @@ def render(rows: list[Row]) -> str:
         cells = (r.name, r.backend, r.figure, r.reference, ratio, r.goal, r.verdict, r.note)
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def record(path: Path, header: str, table: str) -> None:
+    """Replace the results block of ``path`` (BENCHMARKS.md) with this run's table."""
+    text = path.read_text(encoding="utf-8")
+    before, found, rest = text.partition(START)
+    _, found_end, after = rest.partition(END)
+    if not found or not found_end:
+        raise ValueError(f"{path} has no {START} … {END} block")
+    path.write_text(f"{before}{START}\n{header}\n\n{table}\n{END}{after}", encoding="utf-8")
