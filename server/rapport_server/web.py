@@ -161,8 +161,12 @@ async def run_write(
     unit: Callable[[UnitContext], Awaitable[M]],
     *,
     status_code: int = 200,
+    savepoint: bool = True,
 ) -> Response:
     """Run a write unit through the batcher, with Stripe-style ``Idempotency-Key``.
+
+    ``savepoint=False``: see :meth:`WriteBatcher.submit` (only for units that raise before
+    their first write).
 
     The stored response is written in the same transaction as the effect, so a retried
     request either finds the effect with its response, or neither.
@@ -171,7 +175,7 @@ async def run_write(
     """
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None or subject_id is None:
-        result = await svc.batcher.submit(unit)
+        result = await svc.batcher.submit(unit, savepoint=savepoint)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
     if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
         raise DomainError(
@@ -210,7 +214,7 @@ async def run_write(
         return status_code, text, False
 
     try:
-        code, text, replayed = await svc.batcher.submit(idempotent)
+        code, text, replayed = await svc.batcher.submit(idempotent, savepoint=savepoint)
     except IntegrityError:
         raise Conflict(
             "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"

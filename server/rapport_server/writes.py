@@ -63,6 +63,11 @@ class _Pending:
     unit: Unit[Any]
     future: asyncio.Future[Any]
     attempts: int = 0
+    savepoint: bool = True
+
+
+class _Redo(Exception):
+    """A unit without a SAVEPOINT hit a database error: rerun the batch with savepoints."""
 
 
 class WriteBatcher:
@@ -84,6 +89,7 @@ class WriteBatcher:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.units = 0
+        self.redos = 0
 
     async def start(self) -> None:
         if self._task is None:
@@ -99,12 +105,19 @@ class WriteBatcher:
             await self._task
         self._task = None
 
-    async def submit(self, unit: Unit[T]) -> T:
-        """Run ``unit`` in the next batch; return its result once committed."""
+    async def submit(self, unit: Unit[T], *, savepoint: bool = True) -> T:
+        """Run ``unit`` in the next batch; return its result once committed.
+
+        ``savepoint=False`` is for units that raise only *before* their first write
+        (refusals, :class:`StaleWrite`) — a send: every rule is checked in Python first and
+        the compare-and-swap is its first statement. They skip SAVEPOINT/RELEASE, two of a
+        send's few statements. Should such a unit still hit a database error (say a
+        constraint), the whole batch is rolled back and rerun with a savepoint per unit.
+        """
         if self._task is None:
             raise RuntimeError("WriteBatcher is not started")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(unit, future))
+        self._queue.put_nowait(_Pending(unit, future, savepoint=savepoint))
         return await future
 
     async def _run(self) -> None:
@@ -113,7 +126,13 @@ class WriteBatcher:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except _Redo:
+                    self.redos += 1
+                    for item in batch:
+                        item.savepoint = True
+                    await self._commit(batch)
             except Exception as exc:  # never let the writer die
                 log.error("write_batch_failed", error=type(exc).__name__)
                 for item in batch:
@@ -135,8 +154,16 @@ class WriteBatcher:
                         continue
                     ctx = UnitContext(session)
                     try:
-                        async with session.begin_nested():
-                            result = await item.unit(ctx)
+                        if item.savepoint:
+                            async with session.begin_nested():
+                                result = await item.unit(ctx)
+                        else:
+                            try:
+                                result = await item.unit(ctx)
+                            except DBAPIError as exc:
+                                raise _Redo from exc
+                    except _Redo:
+                        raise
                     except StaleWrite:
                         item.attempts += 1
                         if item.attempts < self._max_attempts:

@@ -106,8 +106,10 @@ async def apply_object(
     except errors.ProtocolError as exc:
         raise to_problem(exc) from None
     other = counterparty_of(row, subject.party_id)
-    seq = await repo.append(session, cid, obj, subject.party_id, now)
+    # The compare-and-swap is the first write: a unit that loses the race raises
+    # StaleWrite before it wrote anything (so sends can run without a SAVEPOINT).
     await repo.save_state(session, row, new_state, now)
+    seq = await repo.append(session, cid, obj, subject.party_id, now)
     event_id = await _effects(session, row, subject, other, obj, new_state, verdict, seq, now)
     return Applied(
         connection=row,

@@ -57,7 +57,8 @@ async def send(
             release_time=applied.release_time,
         )
 
-    return await run_write(request, svc, subject.party_id, unit, status_code=201)
+    # Every refusal is decided before the first write (the state CAS): no SAVEPOINT needed.
+    return await run_write(request, svc, subject.party_id, unit, status_code=201, savepoint=False)
 
 
 def _inbox_item(event: Event, entry: LogEntry) -> InboxMessage:
