@@ -10,7 +10,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -244,20 +244,51 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def live_server(database_url: str, clock: FakeClock, **settings: Any) -> AsyncIterator[str]:
-    """Run the app under uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+async def live_server(
+    database_url: str,
+    clock: FakeClock,
+    *,
+    port: int | None = None,
+    public_url: str | None = None,
+    prepare: Callable[[Any], None] | None = None,
+    **settings: Any,
+) -> AsyncIterator[str]:
+    """Run the app under uvicorn on 127.0.0.1 in a thread; yield its base URL.
+
+    ``port`` lets a restarted instance keep its URL (tokens stay valid); ``public_url`` is
+    shared by instances behind one load balancer; ``prepare`` may adjust the app before it
+    starts. Leaving waits for the app's lifespan shutdown (batcher drained, pool closed),
+    not for the thread, which anyio's idle worker threads keep alive for a while.
+    """
     import uvicorn
     from rapport_server.app import create_app
     from rapport_server.config import Settings
 
-    port = free_port()
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     app = create_app(
-        Settings(database_url=database_url, public_url=base, migrate_on_start=True, **settings),
+        Settings(
+            database_url=database_url,
+            public_url=public_url or base,
+            migrate_on_start=True,
+            **settings,
+        ),
         clock=clock,
     )
+    if prepare is not None:
+        prepare(app)
+    stopped = threading.Event()
+
+    async def watched(scope: Any, receive: Any, send: Any) -> None:
+        async def spy(message: Any) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                stopped.set()
+            await send(message)
+
+        await app(scope, receive, spy if scope["type"] == "lifespan" else send)
+
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(watched, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -270,4 +301,4 @@ async def live_server(database_url: str, clock: FakeClock, **settings: Any) -> A
         yield base
     finally:
         server.should_exit = True
-        await asyncio.to_thread(thread.join, 10)
+        await asyncio.to_thread(stopped.wait, 15)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 import httpx
 
-from tests.helpers import FakeClock, free_port
+from tests.helpers import FakeClock, live_server
 
 T = TypeVar("T")
 
@@ -49,59 +48,25 @@ async def app_instance(
     body_timeout: float | None = None,
     **settings: Any,
 ) -> AsyncIterator[str]:
-    """Like :func:`tests.helpers.live_server`, on a chosen ``port`` (a restart keeps its URL,
-    so tokens stay valid), and stopping promptly: idle keep-alive connections of test
-    clients do not hold the shutdown for uvicorn's graceful period."""
-    import uvicorn
-    from rapport_server.app import create_app
-    from rapport_server.config import Settings
-
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    # Instances behind one load balancer share a public URL (token audiences derive from it).
-    public_url = settings.pop("public_url", base)
-    # The webhook worker is not under test here, and its stop() currently does not return
-    # (reported): keep it out unless asked for.
+    """:func:`tests.helpers.live_server` without the webhook worker (not under test here),
+    optionally with a shorter request-body deadline."""
     settings.setdefault("run_worker", False)
-    app = create_app(
-        Settings(
-            database_url=database_url, public_url=public_url, migrate_on_start=True, **settings
-        ),
-        clock=clock,
-    )
-    if body_timeout is not None:
+
+    def prepare(app: Any) -> None:
         from rapport_server.middleware import BodyLimitMiddleware
 
         for middleware in app.user_middleware:
             if middleware.cls is BodyLimitMiddleware:
                 middleware.kwargs["body_timeout"] = body_timeout
-    stopped = threading.Event()
 
-    async def watched(scope: Any, receive: Any, send: Any) -> None:
-        # The thread itself outlives the app by anyio's 10 s worker idle time; what a
-        # restart needs is the old app's lifespan shutdown (batcher drained, pool closed).
-        async def spy(message: Any) -> None:
-            if message.get("type") == "lifespan.shutdown.complete":
-                stopped.set()
-            await send(message)
-
-        await app(scope, receive, spy if scope["type"] == "lifespan" else send)
-
-    server = uvicorn.Server(
-        uvicorn.Config(watched, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
-        assert server.started, "server did not start"
+    async with live_server(
+        database_url,
+        clock,
+        port=port,
+        prepare=prepare if body_timeout is not None else None,
+        **settings,
+    ) as base:
         yield base
-    finally:
-        server.should_exit = True
-        await asyncio.to_thread(stopped.wait, 15)
 
 
 class Instances:
