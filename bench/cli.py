@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         help="admin URL of the PostgreSQL server (a fresh database is created and dropped)",
     )
     parser.add_argument("--seconds", type=float, help="duration of each load run")
+    parser.add_argument(
+        "--fanout", help="broadcast sizes, comma-separated (default 1000,10000; quick: smaller)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/load to CPUs")
     parser.add_argument("--tool", choices=("wrk", "loadgen"), help="peak load tool")
     parser.add_argument("--profile", action="store_true", help="profile the send path too")
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.seconds:
         plan = replace(plan, seconds=args.seconds)
+    if args.fanout:
+        plan = replace(plan, fanout=tuple(int(n) for n in args.fanout.split(",")))
     available = servers.cpus()
     pin = not args.no_pin and len(available) >= 2
     tool = args.tool or ("wrk" if load.have_wrk() else "loadgen")

@@ -154,6 +154,40 @@ def decode_cursor(cursor: str | None, kind: type[str] | type[int]) -> Any:
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
+async def stored_response(request: Request, svc: Services, subject_id: str) -> Response | None:
+    """The stored response for this request's ``Idempotency-Key``, if a completed request
+    with the same key and body exists (for operations that run as several write units and
+    so must look before they start)."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise DomainError(
+            "Idempotency-Key is 1 to 255 printable ASCII characters",
+            status=400,
+            code="invalid_idempotency_key",
+        )
+    digest = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
+    ).hexdigest()
+    async with svc.sessionmaker() as session:
+        found = await session.get(IdempotencyRecord, (subject_id, key))
+    if found is None:
+        return None
+    if found.request_hash != digest:
+        raise DomainError(
+            "this Idempotency-Key was used with another request",
+            status=422,
+            code="idempotency_key_reused",
+        )
+    return Response(
+        found.response,
+        status_code=found.status_code,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
 async def run_write(
     request: Request,
     svc: Services,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from rapport_protocol import MessageType
 
 from tests.helpers import Actor, connect
@@ -290,3 +291,35 @@ async def test_pagination_walks_every_connection(actor) -> None:  # type: ignore
     assert len(seen) == len(set(seen)) == 5
     r = await shop.get("/v1/connections", params={"cursor": "garbage!"})
     assert r.status_code == 400 and r.json()["code"] == "invalid_cursor"
+
+
+async def test_broadcast_runs_in_chunks_and_a_retry_reaches_only_the_missed(
+    actor, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from rapport_server.messages import endpoints as message_endpoints
+
+    monkeypatch.setattr(message_endpoints, "BROADCAST_CHUNK", 2)
+    shop = actor()
+    await shop.register("business", "Shop")
+    people = [actor() for _ in range(6)]
+    for n, p in enumerate(people[:5]):
+        await p.register("person", f"p{n}")
+        await connect(shop, p, person_grants=[{"scope": "message", "topic": "news"}])
+    cast = shop.sign(M.MESSAGE, {"topic": "news"}, None, payload="chunked")
+    key = {"Idempotency-Key": "cast-1"}
+    r = await shop.post("/v1/broadcasts", {"object": cast}, headers=key)
+    assert r.status_code == 201, r.text
+    assert (r.json()["candidates"], r.json()["delivered"]) == (5, 5)  # over three chunks
+    again = await shop.post("/v1/broadcasts", {"object": cast}, headers=key)
+    assert again.json() == r.json() and again.headers["Idempotent-Replayed"] == "true"
+    other = await shop.post("/v1/broadcasts", {"object": cast}, headers={"Idempotency-Key": "x"})
+    assert other.status_code == 409 and other.json()["code"] == "replayed"
+    # A connection the first try did not reach (here: a new one) gets it on a retry; the
+    # others are not delivered twice.
+    await people[5].register("person", "late")
+    await connect(shop, people[5], person_grants=[{"scope": "message", "topic": "news"}])
+    late = await shop.post("/v1/broadcasts", {"object": cast})
+    assert late.status_code == 201 and late.json()["delivered"] == 1
+    for p in people:
+        inbox = (await p.get("/v1/messages")).json()["data"]
+        assert [m["content"] for m in inbox] == ["chunked"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -13,7 +14,7 @@ from ..connections import repository as conn_repo
 from ..connections import service as conn_service
 from ..connections.codec import wire_object
 from ..connections.endpoints import BODY, WRITE_ERRORS, Cid
-from ..domain import NotFound
+from ..domain import DomainError, NotFound
 from ..schemas import BroadcastResult, InboxMessage, Page, SendResult
 from ..tables import Event, LogEntry
 from ..web import (
@@ -25,11 +26,14 @@ from ..web import (
     decode_cursor,
     encode_cursor,
     run_write,
+    stored_response,
 )
 from ..writes import UnitContext
 from . import service
 
 router = APIRouter(tags=["messages"])
+
+BROADCAST_CHUNK = 1000  # connections decided and written per transaction
 
 
 @router.post(
@@ -152,16 +156,40 @@ async def broadcast(
     request: Request, svc: ServicesDep, subject: SubjectDep, obj: ObjectDep
 ) -> Response:
     """One signed message (no ``cid``) delivered to each of your connections whose grants
-    permit its topic now; returns counts by outcome. Selection is set-based."""
+    permit its topic now; returns counts by outcome. Selection is set-based, in chunks of
+    connections that each commit on their own (other writes are not held up by a large
+    fan-out); retrying an interrupted broadcast delivers to the connections it missed."""
+    service.check_broadcast(subject, obj)
+    stored = await stored_response(request, svc, subject.party_id)
+    if stored is not None:
+        return stored
+    now = svc.clock()
+    candidates = delivered = held = already = 0
+    refused: Counter[str] = Counter()
+    after = ""
+    while True:
+
+        async def chunk(ctx: UnitContext, after: str = after) -> service.BroadcastOutcome:
+            return await service.broadcast_chunk(
+                ctx, subject, obj, now, after=after, limit=BROADCAST_CHUNK
+            )
+
+        out = await svc.batcher.submit(chunk)
+        candidates += out.candidates
+        delivered += out.delivered
+        held += out.held
+        already += out.already
+        refused.update(out.refused)
+        if out.last is None:
+            break
+        after = out.last
+    if already and not candidates:
+        raise DomainError("this broadcast was already delivered", status=409, code="replayed")
+    result = BroadcastResult(
+        id=obj.id, candidates=candidates, delivered=delivered, held=held, refused=dict(refused)
+    )
 
     async def unit(ctx: UnitContext) -> BroadcastResult:
-        out = await service.broadcast(ctx, subject, obj, svc.clock())
-        return BroadcastResult(
-            id=obj.id,
-            candidates=out.candidates,
-            delivered=out.delivered,
-            held=out.held,
-            refused=out.refused,
-        )
+        return result  # the chunks are committed; this stores the response for the key
 
     return await run_write(request, svc, subject.party_id, unit, status_code=201)

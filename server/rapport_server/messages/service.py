@@ -80,40 +80,61 @@ class BroadcastOutcome:
     delivered: int
     held: int
     refused: dict[str, int]
+    already: int = 0
+    """Permitting connections that already hold the object (an earlier, interrupted try)."""
+    last: str | None = None
+    """The last cid this chunk looked at, when more may follow."""
 
 
-async def broadcast(
-    ctx: UnitContext, subject: Subject, obj: SignedObject, now: int
-) -> BroadcastOutcome:
-    """Deliver one signed message to every connection whose grants permit it now.
-
-    Selection is one indexed query (grants in force naming this sender and topic); each
-    candidate's full decision (mutes, quiet hours, caps) is the protocol's ``decide``; all
-    writes are multi-row statements in the batch's transaction.
-    """
+def check_broadcast(subject: Subject, obj: SignedObject) -> MessageBody:
+    """The request-level checks of a broadcast (before any chunk runs)."""
     require_type(obj, {MessageType.MESSAGE})
     require_sender(subject, obj)
     if not obj.broadcast:
         raise DomainError("a broadcast message has no cid", status=422, code="invalid_object")
     body = obj.body
     assert isinstance(body, MessageBody)
+    return body
+
+
+async def broadcast_chunk(
+    ctx: UnitContext, subject: Subject, obj: SignedObject, now: int, *, after: str, limit: int
+) -> BroadcastOutcome:
+    """Deliver one signed message to the next ``limit`` connections (by cid, above
+    ``after``) whose grants permit it now and that do not have it yet.
+
+    A broadcast runs as a sequence of these units, each its own transaction, so other
+    writes interleave with a large fan-out and no statement grows with the audience.
+    Connections that already hold the object are skipped, so a broadcast interrupted by a
+    crash resumes when the client retries it. Selection is one indexed query (grants in
+    force naming this sender and topic); each candidate's decision (mutes, quiet hours,
+    caps) is the protocol's ``decide``; all writes are multi-row statements.
+    """
+    body = check_broadcast(subject, obj)
     session = ctx.session
-    seen = await session.execute(select(LogEntry.seq).where(LogEntry.object_id == obj.id).limit(1))
-    if seen.first() is not None:
-        raise DomainError("this broadcast was already delivered", status=409, code="replayed")
-    query = select(Connection).where(
-        Connection.cid.in_(
-            select(ActiveGrant.cid).where(
-                ActiveGrant.grantee_id == subject.party_id,
-                ActiveGrant.scope == "message",
-                ActiveGrant.topic.in_((body.topic, "*")),
-            )
-        ),
-        Connection.status == "active",
+    has_it = (
+        select(LogEntry.seq)
+        .where(LogEntry.object_id == obj.id, LogEntry.cid == Connection.cid)
+        .exists()
+    )
+    permitted = Connection.cid.in_(
+        select(ActiveGrant.cid).where(
+            ActiveGrant.grantee_id == subject.party_id,
+            ActiveGrant.scope == "message",
+            ActiveGrant.topic.in_((body.topic, "*")),
+        )
+    )
+    query = (
+        select(Connection, has_it)
+        .where(permitted, Connection.status == "active", Connection.cid > after)
+        .order_by(Connection.cid)
+        .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(of=Connection)
-    rows = (await session.execute(query)).scalars().all()
+    found = (await session.execute(query)).all()
+    last = found[-1][0].cid if len(found) == limit else None
+    rows = [row for row, already in found if not already]
     refused: Counter[str] = Counter()
     accepted: list[tuple[Connection, ConnectionState, Allowed]] = []
     for row in rows:
@@ -124,7 +145,7 @@ async def broadcast(
         else:
             refused[verdict.code] += 1
     if not accepted:
-        return BroadcastOutcome(len(rows), 0, 0, dict(refused))
+        return BroadcastOutcome(len(rows), 0, 0, dict(refused), len(found) - len(rows), last)
     stored = object_json(obj)
     seqs = (
         (
@@ -178,4 +199,6 @@ async def broadcast(
             for row, state, _ in accepted
         ],
     )
-    return BroadcastOutcome(len(rows), len(events), len(held), dict(refused))
+    return BroadcastOutcome(
+        len(rows), len(events), len(held), dict(refused), len(found) - len(rows), last
+    )
