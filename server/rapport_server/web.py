@@ -154,10 +154,8 @@ def decode_cursor(cursor: str | None, kind: type[str] | type[int]) -> Any:
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-async def stored_response(request: Request, svc: Services, subject_id: str) -> Response | None:
-    """The stored response for this request's ``Idempotency-Key``, if a completed request
-    with the same key and body exists (for operations that run as several write units and
-    so must look before they start)."""
+async def _idempotency(request: Request) -> tuple[str, str] | None:
+    """This request's ``Idempotency-Key`` (checked) and the digest of method, path, body."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
@@ -170,22 +168,40 @@ async def stored_response(request: Request, svc: Services, subject_id: str) -> R
     digest = hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
     ).hexdigest()
-    async with svc.sessionmaker() as session:
-        found = await session.get(IdempotencyRecord, (subject_id, key))
-    if found is None:
-        return None
+    return key, digest
+
+
+def _stored(found: IdempotencyRecord, digest: str) -> tuple[int, str]:
+    """The stored status and body, if ``found`` was made by the same request."""
     if found.request_hash != digest:
         raise DomainError(
             "this Idempotency-Key was used with another request",
             status=422,
             code="idempotency_key_reused",
         )
+    return found.status_code, found.response
+
+
+def _replayed(status_code: int, text: str) -> Response:
     return Response(
-        found.response,
-        status_code=found.status_code,
+        text,
+        status_code=status_code,
         media_type="application/json",
         headers={"Idempotent-Replayed": "true"},
     )
+
+
+async def stored_response(request: Request, svc: Services, subject_id: str) -> Response | None:
+    """The stored response for this request's ``Idempotency-Key``, if a completed request
+    with the same key and body exists (for operations that run as several write units and
+    so must look before they start)."""
+    idempotency = await _idempotency(request)
+    if idempotency is None:
+        return None
+    key, digest = idempotency
+    async with svc.sessionmaker() as session:
+        found = await session.get(IdempotencyRecord, (subject_id, key))
+    return None if found is None else _replayed(*_stored(found, digest))
 
 
 async def run_write(
@@ -207,31 +223,16 @@ async def run_write(
     Only successful responses are stored: a refused request changed nothing, and a retry
     is evaluated afresh.
     """
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None or subject_id is None:
+    idempotency = await _idempotency(request) if subject_id is not None else None
+    if idempotency is None or subject_id is None:
         result = await svc.batcher.submit(unit, savepoint=savepoint)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
-    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
-        raise DomainError(
-            "Idempotency-Key is 1 to 255 printable ASCII characters",
-            status=400,
-            code="invalid_idempotency_key",
-        )
-    body = await request.body()
-    digest = hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
-    ).hexdigest()
+    key, digest = idempotency
 
     async def idempotent(ctx: UnitContext) -> tuple[int, str, bool]:
         found = await ctx.session.get(IdempotencyRecord, (subject_id, key))
         if found is not None:
-            if found.request_hash != digest:
-                raise DomainError(
-                    "this Idempotency-Key was used with another request",
-                    status=422,
-                    code="idempotency_key_reused",
-                )
-            return found.status_code, found.response, True
+            return (*_stored(found, digest), True)
         result = await unit(ctx)
         text = result.model_dump_json()
         ctx.session.add(
@@ -253,5 +254,6 @@ async def run_write(
         raise Conflict(
             "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
         ) from None
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return Response(text, status_code=code, media_type="application/json", headers=headers)
+    if replayed:
+        return _replayed(code, text)
+    return Response(text, status_code=code, media_type="application/json")

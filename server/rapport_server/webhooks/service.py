@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import uuid_utils
-from sqlalchemy import and_, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Insert, and_, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain import Conflict, NotFound, Subject
@@ -54,6 +54,23 @@ async def create(
     session.add(row)
     await session.flush()
     return row
+
+
+def insert_pending(endpoint_id: str, events: Sequence[ColumnElement[bool]], now: float) -> Insert:
+    """``INSERT … SELECT``: a pending delivery to ``endpoint_id`` for each event matching
+    ``events``, due now."""
+    matching = select(
+        literal(endpoint_id),
+        Event.id,
+        literal("pending"),
+        literal(0),
+        literal(float(now)),
+        literal(int(now)),
+    ).where(*events)
+    return insert(WebhookDelivery).from_select(
+        ["endpoint_id", "event_id", "status", "attempts", "next_attempt_at", "created_at"],
+        matching,
+    )
 
 
 async def get(session: AsyncSession, subject: Subject, endpoint_id: str) -> WebhookEndpoint:
@@ -152,26 +169,10 @@ async def replay(
     )
     existing = int(result.rowcount)  # type: ignore[attr-defined]
     # Events above ``after`` that never had a delivery (older than the endpoint, filtered).
-    missing = (
-        select(
-            literal(row.id),
-            Event.id,
-            literal("pending"),
-            literal(0),
-            literal(float(now)),
-            literal(int(now)),
-        )
-        .where(in_range)
-        .where(
-            ~select(WebhookDelivery.id)
-            .where(WebhookDelivery.endpoint_id == row.id, WebhookDelivery.event_id == Event.id)
-            .exists()
-        )
+    never_sent = ~(
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.endpoint_id == row.id, WebhookDelivery.event_id == Event.id)
+        .exists()
     )
-    inserted = await session.execute(
-        insert(WebhookDelivery).from_select(
-            ["endpoint_id", "event_id", "status", "attempts", "next_attempt_at", "created_at"],
-            missing,
-        )
-    )
+    inserted = await session.execute(insert_pending(row.id, [in_range, never_sent], now))
     return existing + int(inserted.rowcount)  # type: ignore[attr-defined]

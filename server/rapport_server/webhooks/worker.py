@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..config import Settings
@@ -36,6 +36,7 @@ from ..events.notify import ANY, LocalNotifier
 from ..metrics import WEBHOOK_ATTEMPTS
 from ..tables import Event, LogEntry, Party, WebhookDelivery, WebhookEndpoint
 from .schemas import webhook_id
+from .service import insert_pending
 from .signing import ServerSigner
 from .ssrf import PinnedBackend, PinnedTransport, Resolver, SystemResolver
 
@@ -47,6 +48,19 @@ SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000, 50400
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_RETRY_AFTER = 86400.0
 EXPAND_BATCH = 500
+
+
+# An enabled endpoint whose party's stream has grown past its cursor.
+_ENDPOINT_BEHIND = (WebhookEndpoint.status == "enabled", Party.event_seq > WebhookEndpoint.cursor)
+
+
+def _due(now: float) -> tuple[ColumnElement[bool], ...]:
+    """A pending delivery whose time has come and whose lease (if any) has run out."""
+    return (
+        WebhookDelivery.status == "pending",
+        WebhookDelivery.next_attempt_at <= now,
+        WebhookDelivery.locked_until.is_(None) | (WebhookDelivery.locked_until < now),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +167,7 @@ class DeliveryWorker:
         if not await self._probe(
             select(WebhookEndpoint.id)
             .join(Party, Party.id == WebhookEndpoint.party_id)
-            .where(WebhookEndpoint.status == "enabled", Party.event_seq > WebhookEndpoint.cursor)
+            .where(*_ENDPOINT_BEHIND)
         ):
             return 0
         async with self._maker() as session, session.begin():
@@ -167,38 +181,16 @@ class DeliveryWorker:
                         Party.event_seq,
                     )
                     .join(Party, Party.id == WebhookEndpoint.party_id)
-                    .where(
-                        WebhookEndpoint.status == "enabled",
-                        Party.event_seq > WebhookEndpoint.cursor,
-                    )
+                    .where(*_ENDPOINT_BEHIND)
                     .limit(100)
                 )
             )
             for endpoint_id, party_id, cursor, types, top in due.all():
                 upto = min(int(top), int(cursor) + EXPAND_BATCH)
-                events_query = select(
-                    literal(endpoint_id),
-                    Event.id,
-                    literal("pending"),
-                    literal(0),
-                    literal(now),
-                    literal(int(now)),
-                ).where(Event.party_id == party_id, Event.seq > cursor, Event.seq <= upto)
+                new_events = [Event.party_id == party_id, Event.seq > cursor, Event.seq <= upto]
                 if types:
-                    events_query = events_query.where(Event.kind.in_(types.split(",")))
-                result = await session.execute(
-                    insert(WebhookDelivery).from_select(
-                        [
-                            "endpoint_id",
-                            "event_id",
-                            "status",
-                            "attempts",
-                            "next_attempt_at",
-                            "created_at",
-                        ],
-                        events_query,
-                    )
-                )
+                    new_events.append(Event.kind.in_(types.split(",")))
+                result = await session.execute(insert_pending(endpoint_id, new_events, now))
                 created += int(result.rowcount)  # type: ignore[attr-defined]
                 await session.execute(
                     update(WebhookEndpoint)
@@ -210,26 +202,14 @@ class DeliveryWorker:
     async def _claim(self) -> list[_Job]:
         now = self._wall()
         lease = now + self._timeout + 30
-        if not await self._probe(
-            select(WebhookDelivery.id).where(
-                WebhookDelivery.status == "pending",
-                WebhookDelivery.next_attempt_at <= now,
-                (WebhookDelivery.locked_until.is_(None)) | (WebhookDelivery.locked_until < now),
-            )
-        ):
+        if not await self._probe(select(WebhookDelivery.id).where(*_due(now))):
             return []
         async with self._maker() as session, session.begin():
             rows = await session.execute(
                 self._lock(
                     select(WebhookDelivery.id)
                     .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-                    .where(
-                        WebhookDelivery.status == "pending",
-                        WebhookDelivery.next_attempt_at <= now,
-                        (WebhookDelivery.locked_until.is_(None))
-                        | (WebhookDelivery.locked_until < now),
-                        WebhookEndpoint.status == "enabled",
-                    )
+                    .where(*_due(now), WebhookEndpoint.status == "enabled")
                     .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
                     .limit(self._batch)
                 )
