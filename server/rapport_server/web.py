@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .domain import Conflict, DomainError, Subject, Unauthenticated
+from .idempotency import stored_reply
 from .parties import service as parties
 from .protocol_errors import to_problem
 from .services import Services
@@ -154,7 +155,7 @@ def decode_cursor(cursor: str | None, kind: type[str] | type[int]) -> Any:
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-async def _idempotency(request: Request) -> tuple[str, str] | None:
+async def idempotency_of(request: Request) -> tuple[str, str] | None:
     """This request's ``Idempotency-Key`` (checked) and the digest of method, path, body."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
@@ -172,17 +173,10 @@ async def _idempotency(request: Request) -> tuple[str, str] | None:
 
 
 def _stored(found: IdempotencyRecord, digest: str) -> tuple[int, str]:
-    """The stored status and body, if ``found`` was made by the same request."""
-    if found.request_hash != digest:
-        raise DomainError(
-            "this Idempotency-Key was used with another request",
-            status=422,
-            code="idempotency_key_reused",
-        )
-    return found.status_code, found.response
+    return stored_reply(found.request_hash, found.status_code, found.response, digest)
 
 
-def _replayed(status_code: int, text: str) -> Response:
+def replayed_response(status_code: int, text: str) -> Response:
     return Response(
         text,
         status_code=status_code,
@@ -195,13 +189,13 @@ async def stored_response(request: Request, svc: Services, subject_id: str) -> R
     """The stored response for this request's ``Idempotency-Key``, if a completed request
     with the same key and body exists (for operations that run as several write units and
     so must look before they start)."""
-    idempotency = await _idempotency(request)
+    idempotency = await idempotency_of(request)
     if idempotency is None:
         return None
     key, digest = idempotency
     async with svc.sessionmaker() as session:
         found = await session.get(IdempotencyRecord, (subject_id, key))
-    return None if found is None else _replayed(*_stored(found, digest))
+    return None if found is None else replayed_response(*_stored(found, digest))
 
 
 async def run_write(
@@ -223,7 +217,7 @@ async def run_write(
     Only successful responses are stored: a refused request changed nothing, and a retry
     is evaluated afresh.
     """
-    idempotency = await _idempotency(request) if subject_id is not None else None
+    idempotency = await idempotency_of(request) if subject_id is not None else None
     if idempotency is None or subject_id is None:
         result = await svc.batcher.submit(unit, savepoint=savepoint)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
@@ -255,5 +249,5 @@ async def run_write(
             "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
         ) from None
     if replayed:
-        return _replayed(code, text)
+        return replayed_response(code, text)
     return Response(text, status_code=code, media_type="application/json")

@@ -68,7 +68,7 @@ async def list_for(
 _LOG = cast(Table, LogEntry.__table__)
 _CONNECTIONS = cast(Table, Connection.__table__)
 _APPEND = insert(_LOG).returning(_LOG.c.seq)
-_SAVE_STATE = (
+SAVE_STATE = (
     update(_CONNECTIONS)
     .where(
         _CONNECTIONS.c.cid == bindparam("b_cid"),
@@ -107,7 +107,7 @@ async def save_state(
 ) -> None:
     """Compare-and-swap the state snapshot on ``row.version``."""
     result = await session.execute(
-        _SAVE_STATE,
+        SAVE_STATE,
         {
             "b_cid": row.cid,
             "b_version": row.version,

@@ -80,16 +80,14 @@ def role_of(row: Connection, party_id: str) -> int:
     return 0 if row.inviter_id == party_id else 1
 
 
-async def apply_object(
-    ctx: UnitContext, subject: Subject, cid: str, obj: SignedObject, now: int
-) -> Applied:
-    """Apply ``obj`` (signed by ``subject``) to connection ``cid`` and record its effects."""
-    session = ctx.session
-    require_sender(subject, obj)
-    row = await repo.get_for(session, subject.party_id, cid)
-    if row is None:
-        raise NotFound("no such connection")
-    state = state_of(row)
+def transition(
+    state: ConnectionState, obj: SignedObject, now: int
+) -> tuple[ConnectionState, Allowed | None]:
+    """The protocol's verdict on ``obj`` and the state after it; refusals as problems.
+
+    Messages and favour requests also get the delivery decision (``decide``): its
+    ``Allowed`` says whether the message is held by a mute.
+    """
     verdict: Allowed | None = None
     try:
         if obj.type in (M.MESSAGE, M.FAVOUR_REQUEST) and state.status == "active":
@@ -102,9 +100,21 @@ async def apply_object(
             if not isinstance(decision, Allowed):
                 raise refusal_error(decision)
             verdict = decision
-        new_state = apply(state, obj, now)
+        return apply(state, obj, now), verdict
     except errors.ProtocolError as exc:
         raise to_problem(exc) from None
+
+
+async def apply_object(
+    ctx: UnitContext, subject: Subject, cid: str, obj: SignedObject, now: int
+) -> Applied:
+    """Apply ``obj`` (signed by ``subject``) to connection ``cid`` and record its effects."""
+    session = ctx.session
+    require_sender(subject, obj)
+    row = await repo.get_for(session, subject.party_id, cid)
+    if row is None:
+        raise NotFound("no such connection")
+    new_state, verdict = transition(state_of(row), obj, now)
     other = counterparty_of(row, subject.party_id)
     # The compare-and-swap is the first write: a unit that loses the race raises
     # StaleWrite before it wrote anything (so sends can run without a SAVEPOINT).

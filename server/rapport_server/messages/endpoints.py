@@ -9,12 +9,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from rapport_protocol import MessageType
 from rapport_protocol.types import MessageBody
+from sqlalchemy.exc import IntegrityError
 
 from ..connections import repository as conn_repo
 from ..connections import service as conn_service
 from ..connections.codec import wire_object
 from ..connections.endpoints import BODY, WRITE_ERRORS, Cid
-from ..domain import DomainError, NotFound
+from ..domain import Conflict, DomainError, NotFound
 from ..schemas import BroadcastResult, InboxMessage, Page, SendResult
 from ..tables import Event, LogEntry
 from ..web import (
@@ -25,11 +26,13 @@ from ..web import (
     SubjectDep,
     decode_cursor,
     encode_cursor,
+    idempotency_of,
+    replayed_response,
     run_write,
     stored_response,
 )
 from ..writes import UnitContext
-from . import service
+from . import sending, service
 
 router = APIRouter(tags=["messages"])
 
@@ -50,19 +53,23 @@ async def send(
     """Send a signed message (content in ``payload``). Accepted only if the recipient's
     grants allow it now; otherwise refused with the reason (403/409/410/429)."""
     conn_service.require_type(obj, {MessageType.MESSAGE})
+    send_request = sending.SendRequest(
+        subject, cid, obj, svc.clock(), await idempotency_of(request)
+    )
 
-    async def unit(ctx: UnitContext) -> SendResult:
-        applied = await conn_service.apply_object(ctx, subject, cid, obj, svc.clock())
-        return SendResult(
-            id=obj.id,
-            cid=cid,
-            server_seq=applied.log_seq,
-            held=applied.held,
-            release_time=applied.release_time,
-        )
+    async def unit(ctx: UnitContext) -> sending.SendReply:
+        return await sending.send_one(ctx, send_request)
 
-    # Every refusal is decided before the first write (the state CAS): no SAVEPOINT needed.
-    return await run_write(request, svc, subject.party_id, unit, status_code=201, savepoint=False)
+    # Set-based: every send waiting for the same commit is applied by one send_group call.
+    try:
+        reply = await svc.batcher.submit_group(sending.send_group, send_request, unit)
+    except IntegrityError:
+        raise Conflict(
+            "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
+        ) from None
+    if reply.replayed:
+        return replayed_response(reply.status_code, reply.text)
+    return Response(reply.text, status_code=reply.status_code, media_type="application/json")
 
 
 def _inbox_item(event: Event, entry: LogEntry) -> InboxMessage:

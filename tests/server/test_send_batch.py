@@ -1,0 +1,191 @@
+"""The set-based send (rapport_server.messages.sending): a write batch's sends applied by
+one group, chained in submission order, refusals kept to their own request, and the
+fallback to one unit per send when the group hits a database error."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from rapport_protocol import MessageType, envelope, verify_log
+from rapport_server.domain import DomainError, Subject
+from rapport_server.messages.sending import SendReply, SendRequest, send_group, send_one
+from rapport_server.services import Services
+from rapport_server.tables import LogEntry
+from rapport_server.writes import UnitContext
+
+from tests.helpers import Actor, FakeClock, connect, live_server
+
+M = MessageType
+NEWS = [{"scope": "message", "topic": "news"}]
+
+
+@pytest.fixture
+async def served(fresh_database_url: str) -> AsyncIterator[tuple[str, Services, FakeClock]]:
+    clock = FakeClock()
+    apps: list[Any] = []
+    async with live_server(fresh_database_url, clock, prepare=apps.append) as base:
+        yield base, apps[0].state.services, clock
+
+
+async def actors(base: str, clock: FakeClock, http: httpx.AsyncClient, n: int) -> list[Actor]:
+    out = []
+    for i in range(n):
+        a = Actor(http=http, clock=clock, base_url=base)
+        await a.register("business" if i == 0 else "person", f"P{i}")
+        out.append(a)
+    return out
+
+
+def request(
+    svc: Services, actor: Actor, cid: str, obj: dict[str, Any], key: str | None = None
+) -> SendRequest:
+    verified = envelope.verify(obj, now=svc.clock(), skew=300)
+    subject = Subject(actor.party_id, actor.did, actor.kind)
+    idem = (key, hashlib.sha256(verified.id.encode()).hexdigest()) if key else None
+    return SendRequest(subject, cid, verified, svc.clock(), idem)
+
+
+async def submit_all(svc: Services, requests: list[SendRequest]) -> list[Any]:
+    """Submit together (they land in one batch, in this order), on the server's loop."""
+
+    def one(r: SendRequest) -> Any:
+        async def unit(ctx: UnitContext) -> SendReply:
+            return await send_one(ctx, r)
+
+        return svc.batcher.submit_group(send_group, r, unit)
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
+
+    assert svc.batcher._task is not None
+    server_loop = svc.batcher._task.get_loop()  # uvicorn runs the app in its own thread
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(together(), server_loop))
+
+
+async def test_one_batch_chains_sends_and_keeps_refusals_to_themselves(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    base, svc, clock = served
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, ann, bob, eve = await actors(base, clock, http, 4)
+        c_ann = await connect(shop, ann, person_grants=NEWS)
+        c_bob = await connect(shop, bob, person_grants=NEWS)
+        c_eve = await connect(shop, eve, person_grants=[])  # granted nothing
+
+        first = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="one")
+        second = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="two")
+        to_bob = shop.sign(M.MESSAGE, {"topic": "news"}, c_bob, payload="bob")
+        to_eve = shop.sign(M.MESSAGE, {"topic": "news"}, c_eve, payload="eve")
+        reply = ann.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="no grant back")
+        batches = svc.batcher.batches
+        out = await submit_all(
+            svc,
+            [
+                request(svc, shop, c_ann, first, key="k1"),
+                request(svc, shop, c_ann, second),  # chained on `first`, same batch
+                request(svc, shop, c_ann, first),  # a replay of `first`
+                request(svc, shop, c_bob, to_bob, key="k1"),  # same key: waits a batch
+                request(svc, shop, c_eve, to_eve),  # refused: no grant
+                request(svc, bob, c_ann, reply),  # bob is not a party to c_ann
+                request(svc, ann, c_ann, reply),  # ann granted nothing to the shop
+            ],
+        )
+        assert isinstance(out[0], SendReply) and out[0].status_code == 201
+        assert isinstance(out[1], SendReply) and out[1].status_code == 201
+        assert isinstance(out[2], DomainError) and out[2].code == "replayed"
+        # The second use of "k1" ran in the next batch and found k1's stored response:
+        # a different request under the same key is refused.
+        assert isinstance(out[3], DomainError) and out[3].code == "idempotency_key_reused"
+        assert isinstance(out[4], DomainError) and out[4].code == "grant_missing"
+        assert isinstance(out[5], DomainError) and out[5].code == "sender_mismatch"
+        assert isinstance(out[6], DomainError) and out[6].code == "grant_missing"
+        assert svc.batcher.batches - batches == 2  # everything else shared one commit
+        assert svc.batcher.redos == 0
+
+        inbox = (await ann.get("/v1/messages", params={"cid": c_ann})).json()["data"]
+        assert [m["content"] for m in inbox] == ["one", "two"]
+        assert [m["id"] for m in inbox] == sorted(m["id"] for m in inbox)
+        assert (await bob.get("/v1/messages")).json()["data"] == []
+        log = (await ann.get(f"/v1/connections/{c_ann}/log", params={"limit": 200})).json()
+        # The log holds the chain in order and verifies from the signatures alone.
+        verified = verify_log([(e["object"], e["received_time"]) for e in log["data"]])
+        assert second["id"] in {head.last for head in verified.state.heads}
+
+
+async def test_a_database_error_reruns_the_batch_one_send_at_a_time(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    base, svc, clock = served
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, ann, bob = await actors(base, clock, http, 3)
+        c_ann = await connect(shop, ann, person_grants=NEWS)
+        c_bob = await connect(shop, bob, person_grants=NEWS)
+        to_ann = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="a")
+        to_bob = shop.sign(M.MESSAGE, {"topic": "news"}, c_bob, payload="b")
+
+        # A log row for bob's message that the state does not know of: the group's
+        # multi-row INSERT hits the unique (object_id, cid) constraint.
+        async def plant() -> None:
+            async with svc.sessionmaker() as s, s.begin():
+                s.add(
+                    LogEntry(
+                        cid=c_bob,
+                        object_id=to_bob["id"],
+                        type="message",
+                        sender_id=shop.party_id,
+                        object="{}",
+                        payload=None,
+                        received_at=clock(),
+                    )
+                )
+
+        assert svc.batcher._task is not None
+        loop = svc.batcher._task.get_loop()
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(plant(), loop))
+        out = await submit_all(
+            svc, [request(svc, shop, c_ann, to_ann), request(svc, shop, c_bob, to_bob)]
+        )
+        assert svc.batcher.redos == 1
+        assert isinstance(out[0], SendReply) and out[0].status_code == 201  # unharmed
+        assert not isinstance(out[1], SendReply)  # the constraint failed it alone
+        inbox = (await ann.get("/v1/messages")).json()["data"]
+        assert [m["content"] for m in inbox] == ["a"]
+        assert (await bob.get("/v1/messages")).json()["data"] == []
+
+
+async def test_many_concurrent_senders_land_in_few_commits(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    base, svc, clock = served
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, *people = await actors(base, clock, http, 25)
+        cids = [await connect(shop, p, person_grants=NEWS) for p in people]
+        objs = [
+            shop.sign(M.MESSAGE, {"topic": "news"}, cid, payload=str(i))
+            for i, cid in enumerate(cids)
+        ]
+        units = svc.batcher.units
+        batches = svc.batcher.batches
+
+        async def send(i: int) -> httpx.Response:
+            return await shop.post(
+                f"/v1/connections/{cids[i]}/messages",
+                {"object": objs[i]},
+                headers={"Idempotency-Key": f"send-{i}"},
+            )
+
+        responses = await asyncio.gather(*(send(i) for i in range(len(cids))))
+        assert [r.status_code for r in responses] == [201] * len(cids)
+        assert svc.batcher.units - units == len(cids)
+        assert svc.batcher.batches - batches < len(cids)  # grouped
+        for i, (person, cid) in enumerate(zip(people, cids, strict=True)):
+            inbox = (await person.get("/v1/messages")).json()["data"]
+            assert [(m["cid"], m["content"]) for m in inbox] == [(cid, str(i))]
+            again = await send(i)  # a client retry after a lost answer
+            assert again.status_code == 201 and again.json() == responses[i].json()
+            assert again.headers.get("idempotent-replayed") == "true"
