@@ -14,8 +14,8 @@ commit, and the whole group costs, whatever its size:
    same connection (two sends on one chain in one batch are applied in turn);
 4. one executemany compare-and-swap UPDATE of the touched connections;
 5. one multi-row INSERT of the log entries (RETURNING their numbers in parameter order);
-6. one UPDATE of the recipients' event counters (RETURNING the new tops) and one
-   multi-row INSERT of the events — or of the held messages for muted recipients;
+6. one executemany UPDATE of the recipients' event counters, one SELECT of the new tops
+   and one multi-row INSERT of the events — or of the held messages for muted recipients;
 7. one multi-row INSERT of the stored responses.
 
 Refusals happen in step 3, before the first write, and concern their request only. A
@@ -31,7 +31,7 @@ from typing import Any, cast
 
 from rapport_protocol import ConnectionState
 from rapport_protocol.envelope import SignedObject
-from sqlalchemy import Table, bindparam, case, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
@@ -88,6 +88,14 @@ _RECORDS_FOR = select(
 ).where(tuple_(_RECORDS.c.party_id, _RECORDS.c.key).in_(bindparam("keys", expanding=True)))
 _APPEND = insert(_LOG).returning(_LOG.c.seq, sort_by_parameter_order=True)
 _INSERT_EVENTS = insert(_EVENTS)
+_BUMP = (
+    update(_PARTIES)
+    .where(_PARTIES.c.id == bindparam("b_party"))
+    .values(event_seq=_PARTIES.c.event_seq + bindparam("b_n"))
+)
+_TOPS = select(_PARTIES.c.id, _PARTIES.c.event_seq).where(
+    _PARTIES.c.id.in_(bindparam("parties", expanding=True))
+)
 _INSERT_HELD = insert(_HELD)
 _INSERT_RECORDS = insert(_RECORDS)
 
@@ -287,15 +295,15 @@ async def _deliver(session: AsyncSession, accepted: list[_Accepted], seqs: Any, 
     if not delivered:
         return
     counts = Counter(party for party, _, _ in delivered)
-    # One statement bumps every recipient's counter by its number of new events; the
-    # rows stay locked to the commit, so each party's numbers become visible in order.
-    bump = (
-        update(_PARTIES)
-        .where(_PARTIES.c.id.in_(list(counts)))
-        .values(event_seq=_PARTIES.c.event_seq + case(counts, value=_PARTIES.c.id))
-        .returning(_PARTIES.c.id, _PARTIES.c.event_seq)
-    )
-    tops = {row.id: int(row.event_seq) for row in await session.execute(bump)}
+    # Bump every recipient's counter by its number of new events, then read the new tops.
+    # The UPDATE keeps the rows locked to the commit (and SQLite's writer holds the write
+    # lock), so the tops read are ours and each party's numbers become visible in order.
+    # In id order, as every batch does: two instances' batches never wait on each other
+    # in a cycle.
+    bumps = [{"b_party": p, "b_n": n} for p, n in sorted(counts.items())]
+    await session.execute(_BUMP, bumps)
+    rows = await session.execute(_TOPS, {"parties": list(counts)})
+    tops = {row.id: int(row.event_seq) for row in rows}
     next_seq = {party: tops[party] - n + 1 for party, n in counts.items()}
     events = []
     for party, cid, seq in delivered:
