@@ -57,24 +57,28 @@ class BodyLimitMiddleware:
         # application sees a byte of it; then replay it.
         chunks: list[bytes] = []
         seen = 0
-        deadline = asyncio.get_running_loop().time() + self.body_timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
-            except TimeoutError:
-                await self._reject(scope, send, status=408)
-                return
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.max_bytes:
-                await self._reject(scope, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        too_large = False
+        try:
+            # One deadline for the whole body (no task per chunk, as wait_for would make).
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > self.max_bytes:
+                        too_large = True
+                        break
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._reject(scope, send, status=408)
+            return
+        if too_large:
+            await self._reject(scope, send)
+            return
         body = b"".join(chunks)
         replayed = False
 

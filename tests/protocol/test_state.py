@@ -440,6 +440,18 @@ def test_broadcast_applies_to_each_connection_without_touching_chains(conn: Conn
         apply(conn.state, stranger_cast, T0)
 
 
+def test_an_uncapped_delivery_changes_only_the_last_time() -> None:
+    c = connect(person_grants=[GrantSpec(scope="message", topic="news")])
+    before = c.state
+    cast = sign(c.business.key, M.MESSAGE, {"topic": "news"}, created_time=T0, payload="hi")
+    for now in (T0 + 5, before.last_time - 1):
+        expected = before.model_copy(update={"last_time": max(before.last_time, now)})
+        after = apply(before, cast, now)
+        assert after == expected
+        assert after.model_dump_json() == expected.model_dump_json()
+    # A capped grant counts the delivery (test_broadcast_applies_to_each_connection_…).
+
+
 BIZ = SigningKey.from_seed(b"\x11" * 32)
 ANN = SigningKey.from_seed(b"\x22" * 32)
 BOB = SigningKey.from_seed(b"\x33" * 32)

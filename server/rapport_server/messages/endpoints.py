@@ -166,7 +166,7 @@ async def broadcast(
     permit its topic now; returns counts by outcome. Selection is set-based, in chunks of
     connections that each commit on their own (other writes are not held up by a large
     fan-out); retrying an interrupted broadcast delivers to the connections it missed."""
-    service.check_broadcast(subject, obj)
+    broadcast = service.check_broadcast(subject, obj)
     stored = await stored_response(request, svc, subject.party_id)
     if stored is not None:
         return stored
@@ -178,7 +178,7 @@ async def broadcast(
 
         async def chunk(ctx: UnitContext, after: str = after) -> service.BroadcastOutcome:
             return await service.broadcast_chunk(
-                ctx, subject, obj, now, after=after, limit=BROADCAST_CHUNK
+                ctx, broadcast, now, after=after, limit=BROADCAST_CHUNK
             )
 
         out = await svc.batcher.submit(chunk)

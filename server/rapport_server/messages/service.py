@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from rapport_protocol import ConnectionState, MessageType, apply, decide
 from rapport_protocol.decision import Allowed
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.types import MessageBody
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
@@ -19,7 +21,7 @@ from ..domain import DomainError, Subject
 from ..events import store as event_store
 from ..events.store import NewEvent
 from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry
-from ..writes import UnitContext
+from ..writes import StaleWrite, UnitContext
 
 
 async def inbox(
@@ -86,7 +88,19 @@ class BroadcastOutcome:
     """The last cid this chunk looked at, when more may follow."""
 
 
-def check_broadcast(subject: Subject, obj: SignedObject) -> MessageBody:
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """What every chunk of one broadcast shares, worked out once per request."""
+
+    obj: SignedObject
+    sender_id: str
+    topics: tuple[str, ...]
+    """Grant topics that permit it: the message's own and ``*``."""
+    stored: str
+    """The object's storage text (:func:`object_json`), the same in every recipient's log."""
+
+
+def check_broadcast(subject: Subject, obj: SignedObject) -> Broadcast:
     """The request-level checks of a broadcast (before any chunk runs)."""
     require_type(obj, {MessageType.MESSAGE})
     require_sender(subject, obj)
@@ -94,11 +108,62 @@ def check_broadcast(subject: Subject, obj: SignedObject) -> MessageBody:
         raise DomainError("a broadcast message has no cid", status=422, code="invalid_object")
     body = obj.body
     assert isinstance(body, MessageBody)
-    return body
+    return Broadcast(obj, subject.party_id, (body.topic, "*"), object_json(obj))
+
+
+_CONNECTIONS = cast(Table, Connection.__table__)
+_GRANTS = cast(Table, ActiveGrant.__table__)
+_LOG = cast(Table, LogEntry.__table__)
+_HELD = cast(Table, HeldMessage.__table__)
+
+# Core statements built once (no ORM identity map for thousands of rows per chunk).
+_CANDIDATES = (
+    select(
+        _CONNECTIONS.c.cid,
+        _CONNECTIONS.c.inviter_id,
+        _CONNECTIONS.c.acceptor_id,
+        _CONNECTIONS.c.state,
+        _CONNECTIONS.c.version,
+    )
+    .where(
+        _CONNECTIONS.c.cid.in_(
+            select(_GRANTS.c.cid).where(
+                _GRANTS.c.grantee_id == bindparam("sender"),
+                _GRANTS.c.scope == "message",
+                _GRANTS.c.topic.in_(bindparam("topics", expanding=True)),
+                # Redundant with the join, but without it PostgreSQL merge-joins the
+                # grants from the first cid on every chunk (quadratic in the audience).
+                _GRANTS.c.cid > bindparam("after"),
+            )
+        ),
+        _CONNECTIONS.c.status == "active",
+        _CONNECTIONS.c.cid > bindparam("after"),
+    )
+    .order_by(_CONNECTIONS.c.cid)
+    .limit(bindparam("limit"))
+)
+# PostgreSQL: lock the chunk's rows, so no other write changes a state decided on here.
+# (SQLite has one writer: the transaction itself is the lock.)
+_CANDIDATES_LOCKED = _CANDIDATES.with_for_update(of=_CONNECTIONS)
+_HOLDERS = select(_LOG.c.cid).where(
+    _LOG.c.object_id == bindparam("object_id"),
+    _LOG.c.cid >= bindparam("first"),
+    _LOG.c.cid <= bindparam("last"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    cid: str
+    party_id: str
+    version: int
+    state: str
+    held: bool
+    release_at: int | None
 
 
 async def broadcast_chunk(
-    ctx: UnitContext, subject: Subject, obj: SignedObject, now: int, *, after: str, limit: int
+    ctx: UnitContext, broadcast: Broadcast, now: int, *, after: str, limit: int
 ) -> BroadcastOutcome:
     """Deliver one signed message to the next ``limit`` connections (by cid, above
     ``after``) whose grants permit it now and that do not have it yet.
@@ -108,97 +173,206 @@ async def broadcast_chunk(
     Connections that already hold the object are skipped, so a broadcast interrupted by a
     crash resumes when the client retries it. Selection is one indexed query (grants in
     force naming this sender and topic); each candidate's decision (mutes, quiet hours,
-    caps) is the protocol's ``decide``; all writes are multi-row statements.
+    caps) is the protocol's ``decide`` and its new state the protocol's ``apply``; the
+    writes are a few set-based statements per chunk.
     """
-    body = check_broadcast(subject, obj)
     session = ctx.session
-    has_it = (
-        select(LogEntry.seq)
-        .where(LogEntry.object_id == obj.id, LogEntry.cid == Connection.cid)
-        .exists()
-    )
-    permitted = Connection.cid.in_(
-        select(ActiveGrant.cid).where(
-            ActiveGrant.grantee_id == subject.party_id,
-            ActiveGrant.scope == "message",
-            ActiveGrant.topic.in_((body.topic, "*")),
+    postgres = session.get_bind().dialect.name == "postgresql"
+    obj = broadcast.obj
+    found = (
+        await session.execute(
+            _CANDIDATES_LOCKED if postgres else _CANDIDATES,
+            {
+                "sender": broadcast.sender_id,
+                "topics": broadcast.topics,
+                "after": after,
+                "limit": limit,
+            },
         )
+    ).all()
+    if not found:
+        return BroadcastOutcome(0, 0, 0, {})
+    last = found[-1].cid if len(found) == limit else None
+    # One range query for the chunk's connections that already hold the object.
+    holders = set(
+        (
+            await session.execute(
+                _HOLDERS, {"object_id": obj.id, "first": found[0].cid, "last": found[-1].cid}
+            )
+        ).scalars()
     )
-    query = (
-        select(Connection, has_it)
-        .where(permitted, Connection.status == "active", Connection.cid > after)
-        .order_by(Connection.cid)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=Connection)
-    found = (await session.execute(query)).all()
-    last = found[-1][0].cid if len(found) == limit else None
-    rows = [row for row, already in found if not already]
+    already = sum(1 for row in found if row.cid in holders)
     refused: Counter[str] = Counter()
-    accepted: list[tuple[Connection, ConnectionState, Allowed]] = []
-    for row in rows:
+    accepted: list[_Recipient] = []
+    sender = broadcast.sender_id
+    for row in found:
+        if row.cid in holders:
+            continue
         state = ConnectionState.model_validate_json(row.state)
         verdict = decide(state, obj, now)
         if isinstance(verdict, Allowed):
-            accepted.append((row, apply(state, obj, now), verdict))
+            accepted.append(
+                _Recipient(
+                    row.cid,
+                    row.acceptor_id if row.inviter_id == sender else row.inviter_id,
+                    row.version,
+                    apply(state, obj, now).model_dump_json(),
+                    verdict.held,
+                    verdict.release_time,
+                )
+            )
         else:
             refused[verdict.code] += 1
-    if not accepted:
-        return BroadcastOutcome(len(rows), 0, 0, dict(refused), len(found) - len(rows), last)
-    stored = object_json(obj)
+    held = sum(1 for r in accepted if r.held)
+    if accepted:
+        write = _enqueue_postgres if postgres else _enqueue
+        await write(session, broadcast, accepted, now)
+    return BroadcastOutcome(
+        len(found) - already, len(accepted) - held, held, dict(refused), already, last
+    )
+
+
+_SAVE_STATE = (
+    update(_CONNECTIONS)
+    .where(
+        _CONNECTIONS.c.cid == bindparam("b_cid"),
+        _CONNECTIONS.c.version == bindparam("b_version"),
+    )
+    .values(
+        state=bindparam("b_state"),
+        version=_CONNECTIONS.c.version + 1,
+        updated_at=bindparam("b_now"),
+    )
+)
+_APPEND_LOG = insert(_LOG).returning(_LOG.c.seq, sort_by_parameter_order=True)
+
+
+async def _enqueue(
+    session: AsyncSession, broadcast: Broadcast, accepted: list[_Recipient], now: int
+) -> None:
+    """The portable writes: multi-row statements (executemany) per table."""
+    obj = broadcast.obj
+    entry = {
+        "object_id": obj.id,
+        "type": obj.type.value,
+        "sender_id": broadcast.sender_id,
+        "object": broadcast.stored,
+        "payload": obj.payload,
+        "received_at": now,
+    }
     seqs = (
-        (
-            await session.execute(
-                insert(LogEntry).returning(LogEntry.seq, sort_by_parameter_order=True),
-                [
-                    {
-                        "cid": row.cid,
-                        "object_id": obj.id,
-                        "type": obj.type.value,
-                        "sender_id": subject.party_id,
-                        "object": stored,
-                        "payload": obj.payload,
-                        "received_at": now,
-                    }
-                    for row, _, _ in accepted
-                ],
-            )
-        )
+        (await session.execute(_APPEND_LOG, [{**entry, "cid": r.cid} for r in accepted]))
         .scalars()
         .all()
     )
     events: list[NewEvent] = []
     held: list[dict[str, object]] = []
-    for (row, _, verdict), seq in zip(accepted, seqs, strict=True):
-        other = row.acceptor_id if row.inviter_id == subject.party_id else row.inviter_id
-        if verdict.held:
+    for r, seq in zip(accepted, seqs, strict=True):
+        if r.held:
             held.append(
                 {
-                    "party_id": other,
-                    "cid": row.cid,
+                    "party_id": r.party_id,
+                    "cid": r.cid,
                     "log_seq": seq,
-                    "release_at": verdict.release_time,
+                    "release_at": r.release_at,
                     "created_at": now,
                 }
             )
         else:
-            events.append(NewEvent(other, row.cid, "message", seq))
+            events.append(NewEvent(r.party_id, r.cid, "message", seq))
     await event_store.append(session, events, now)
     if held:
-        await session.execute(insert(HeldMessage), held)
-    await session.execute(
-        update(Connection),
+        await session.execute(insert(_HELD), held)
+    saved: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+        _SAVE_STATE,
         [
-            {
-                "cid": row.cid,
-                "state": state.model_dump_json(),
-                "version": row.version + 1,
-                "updated_at": now,
-            }
-            for row, state, _ in accepted
+            {"b_cid": r.cid, "b_version": r.version, "b_state": r.state, "b_now": now}
+            for r in accepted
         ],
     )
-    return BroadcastOutcome(
-        len(rows), len(events), len(held), dict(refused), len(found) - len(rows), last
-    )
+    if saved.rowcount != len(accepted):
+        raise StaleWrite("a connection changed while its broadcast chunk was decided")
+
+
+# PostgreSQL: the whole chunk's writes in one statement over arrays (one row per
+# recipient), so the per-row cost is PostgreSQL's, not a round trip's or a driver's.
+# The steps are those of ``_enqueue`` and ``events.store.append``: log entries; each
+# recipient party's event counter bumped by its number of new events, which are numbered
+# in input order below the new top; held messages; the state compare-and-swap. All
+# sub-statements see the same snapshot, and the chunk's connection rows are locked.
+_ENQUEUE_POSTGRES = text(
+    """
+WITH input AS (
+    SELECT * FROM unnest(
+        CAST(:cids AS text[]), CAST(:parties AS text[]), CAST(:versions AS integer[]),
+        CAST(:states AS text[]), CAST(:held AS boolean[]), CAST(:release AS bigint[])
+    ) WITH ORDINALITY AS u(cid, party_id, version, state, held, release_at, i)
+),
+log AS (
+    INSERT INTO log_entries (cid, object_id, type, sender_id, object, payload, received_at)
+    SELECT cid, :object_id, :type, :sender, :object, :payload, :now FROM input ORDER BY i
+    RETURNING seq, cid
+),
+counts AS (
+    SELECT party_id, count(*) AS n FROM input WHERE NOT held GROUP BY party_id
+),
+bumped AS (
+    UPDATE parties SET event_seq = parties.event_seq + counts.n
+    FROM counts WHERE parties.id = counts.party_id
+    RETURNING parties.id, parties.event_seq - counts.n AS base
+),
+events AS (
+    INSERT INTO events (party_id, seq, cid, kind, log_seq, created_at)
+    SELECT input.party_id,
+        bumped.base + row_number() OVER (PARTITION BY input.party_id ORDER BY input.i),
+        input.cid, 'message', log.seq, :now
+    FROM input JOIN log ON log.cid = input.cid JOIN bumped ON bumped.id = input.party_id
+    WHERE NOT input.held
+    RETURNING 1
+),
+held AS (
+    INSERT INTO held_messages (party_id, cid, log_seq, release_at, created_at)
+    SELECT input.party_id, input.cid, log.seq, input.release_at, :now
+    FROM input JOIN log ON log.cid = input.cid
+    WHERE input.held
+    RETURNING 1
+),
+saved AS (
+    UPDATE connections SET state = input.state, version = connections.version + 1,
+        updated_at = :now
+    FROM input WHERE connections.cid = input.cid AND connections.version = input.version
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM saved), (SELECT count(*) FROM events),
+    (SELECT count(*) FROM held)
+"""
+)
+
+
+async def _enqueue_postgres(
+    session: AsyncSession, broadcast: Broadcast, accepted: list[_Recipient], now: int
+) -> None:
+    obj = broadcast.obj
+    saved, events, held = (
+        await session.execute(
+            _ENQUEUE_POSTGRES,
+            {
+                "cids": [r.cid for r in accepted],
+                "parties": [r.party_id for r in accepted],
+                "versions": [r.version for r in accepted],
+                "states": [r.state for r in accepted],
+                "held": [r.held for r in accepted],
+                "release": [r.release_at for r in accepted],
+                "object_id": obj.id,
+                "type": obj.type.value,
+                "sender": broadcast.sender_id,
+                "object": broadcast.stored,
+                "payload": obj.payload,
+                "now": now,
+            },
+        )
+    ).one()
+    if saved != len(accepted):
+        raise StaleWrite("a connection changed while its broadcast chunk was decided")
+    assert events + held == len(accepted)
+    event_store.touched(session).update(r.party_id for r in accepted if not r.held)
