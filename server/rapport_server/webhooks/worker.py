@@ -99,6 +99,7 @@ class DeliveryWorker:
         concurrency: int = 16,
         batch: int = 64,
         poll: float = 1.0,
+        coalesce: float = 0.025,
         wall: Callable[[], float] = time.time,
         skip_locked: bool = False,
         reader: async_sessionmaker[AsyncSession] | None = None,
@@ -120,6 +121,11 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(concurrency)
         self._batch = batch
         self._poll = poll
+        # Under load every commit wakes the worker; a pass costs two probes (sessions and
+        # statements on the send path's database). Passes start at most every ``coalesce``
+        # seconds and each sees every event committed before it: the same work, far fewer
+        # probes (bench/PROFILE.md). An idle worker still reacts at once.
+        self._coalesce = coalesce
         self._wall = wall
         self._skip_locked = skip_locked
         self._task: asyncio.Task[None] | None = None
@@ -138,8 +144,10 @@ class DeliveryWorker:
         await self._client.aclose()
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         with self._notifier.subscribe(ANY) as sub:
             while True:
+                started = loop.time()
                 sub.clear()
                 try:
                     await self.expand()
@@ -152,6 +160,9 @@ class DeliveryWorker:
                     continue
                 if done < self._batch:
                     await sub.wait(self._poll)
+                    rest = started + self._coalesce - loop.time()
+                    if rest > 0:
+                        await asyncio.sleep(rest)
 
     def _lock(self, query: Any) -> Any:
         return query.with_for_update(skip_locked=True) if self._skip_locked else query
