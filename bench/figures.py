@@ -143,26 +143,48 @@ def latency_rows(
     )
 
 
-async def _seed(db_url: str, jobs: list[tuple[seed.Template, int, int, int]]) -> dict[str, int]:
-    """Run clone jobs (template, start, count, messages) in one transaction."""
+async def _seed(
+    db_url: str,
+    jobs: list[tuple[seed.Template, int, int, int]],
+    *,
+    bulk: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, int]:
+    """Run clone jobs (template, start, count, messages) in one transaction; or, with
+    ``bulk`` on PostgreSQL (no server may use the database meanwhile), each with
+    :func:`seed.bulk_clone`."""
     from rapport_server.db import create_engine, writer_engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
     # PostgreSQL: a plain engine, since the server's has a per-statement timeout sized for
     # requests, not for million-row INSERT … SELECTs.
-    engine = create_engine(db_url) if db_url.startswith("sqlite") else create_async_engine(db_url)
+    sqlite = db_url.startswith("sqlite")
+    engine = create_engine(db_url) if sqlite else create_async_engine(db_url)
     try:
         async with writer_engine(engine).begin() as conn:
             obj, payload = await seed.sample_message(conn)
+            if not bulk or sqlite:
+                for template, start, count, messages in jobs:
+                    await seed.clone(
+                        conn,
+                        template,
+                        start=start,
+                        count=count,
+                        messages=messages,
+                        message_object=obj,
+                        payload=payload,
+                    )
+        if bulk and not sqlite:
             for template, start, count, messages in jobs:
-                await seed.clone(
-                    conn,
+                await seed.bulk_clone(
+                    engine,
                     template,
                     start=start,
                     count=count,
                     messages=messages,
                     message_object=obj,
                     payload=payload,
+                    log=log,
                 )
         async with writer_engine(engine).begin() as conn:
             await seed.analyze(conn)
@@ -189,7 +211,14 @@ def scale(
     began = time.monotonic()
     start = ctx.seed_next
     ctx.seed_next += conns
-    counts = asyncio.run(_seed(db_url, [(_template(pop.links[0]), start, conns, per)]))
+    counts = asyncio.run(
+        _seed(
+            db_url,
+            [(_template(pop.links[0]), start, conns, per)],
+            bulk=True,
+            log=lambda m: ctx.log(f"seed[{backend}]: {m}"),
+        )
+    )
     seeded = time.monotonic() - began
     ctx.log(f"seeded[{backend}] in {seeded:.0f} s: {counts}")
     sizes = (
