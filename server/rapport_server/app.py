@@ -135,14 +135,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         openapi_url="/openapi.json",
     )
     problems.install(app)
+    # FastAPI matches a request against the routes in this order, at a measurable cost per
+    # route tried (bench/PROFILE.md): the hot routes (send, inbox, events) come first.
     for router in (
+        messages_router,
+        events_router,
         health_router,
         auth_router,
         parties_router,
         invitations_router,
         connections_router,
-        messages_router,
-        events_router,
         webhooks_router,
         webhook_keys_router,
         account_router,

@@ -23,6 +23,7 @@ from ..web import (
     PageDep,
     ServicesDep,
     SessionDep,
+    SignedRequestDep,
     SubjectDep,
     decode_cursor,
     encode_cursor,
@@ -47,14 +48,13 @@ BROADCAST_CHUNK = 1000  # connections decided and written per transaction
     responses=WRITE_ERRORS,
     openapi_extra=BODY,
 )
-async def send(
-    cid: Cid, request: Request, svc: ServicesDep, subject: SubjectDep, obj: ObjectDep
-) -> Response:
+async def send(cid: Cid, request: Request, signed: SignedRequestDep) -> Response:
     """Send a signed message (content in ``payload``). Accepted only if the recipient's
     grants allow it now; otherwise refused with the reason (403/409/410/429)."""
+    svc, obj = signed.svc, signed.obj
     conn_service.require_type(obj, {MessageType.MESSAGE})
     send_request = sending.SendRequest(
-        subject, cid, obj, svc.clock(), await idempotency_of(request)
+        signed.subject, cid, obj, svc.clock(), await idempotency_of(request)
     )
 
     async def unit(ctx: UnitContext) -> sending.SendReply:
