@@ -189,3 +189,18 @@ async def test_many_concurrent_senders_land_in_few_commits(
             again = await send(i)  # a client retry after a lost answer
             assert again.status_code == 201 and again.json() == responses[i].json()
             assert again.headers.get("idempotent-replayed") == "true"
+
+
+def test_stored_text_is_the_canonical_form() -> None:
+    """object_json's cheap encoder gives RFC 8785 bytes for Rapport objects, including
+    non-ASCII and control characters in strings."""
+    from rapport_protocol import SigningKey, sign
+    from rapport_protocol.canonical import canonicalize
+    from rapport_server.connections.codec import object_json
+
+    key = SigningKey.generate()
+    for text in ["news", "näws €", "tab\there", 'quote"back\\slash', "\u2028 \x1f 𝄞"]:
+        body = {"topic": "news", "purpose": text}
+        obj = sign(key, M.MESSAGE, body, created_time=1, cid="a" * 32, seq=1, payload=text)
+        raw = {k: v for k, v in obj.raw.items() if k != "payload"}
+        assert object_json(obj).encode() == canonicalize(raw)

