@@ -31,7 +31,7 @@ from typing import Any, cast
 
 from rapport_protocol import ConnectionState
 from rapport_protocol.envelope import SignedObject
-from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
@@ -79,13 +79,18 @@ _SELECT = select(
     _CONNECTIONS.c.version,
 ).where(_CONNECTIONS.c.cid.in_(bindparam("cids", expanding=True)))
 _SELECT_LOCKED = _SELECT.order_by(_CONNECTIONS.c.cid).with_for_update()
+# Two IN lists on the primary key's columns (exact pairs are picked in Python): SQLite
+# answers ``(party_id, key) IN (VALUES …)`` with more than one pair by scanning the table.
 _RECORDS_FOR = select(
     _RECORDS.c.party_id,
     _RECORDS.c.key,
     _RECORDS.c.request_hash,
     _RECORDS.c.status_code,
     _RECORDS.c.response,
-).where(tuple_(_RECORDS.c.party_id, _RECORDS.c.key).in_(bindparam("keys", expanding=True)))
+).where(
+    _RECORDS.c.party_id.in_(bindparam("parties", expanding=True)),
+    _RECORDS.c.key.in_(bindparam("keys", expanding=True)),
+)
 _APPEND = insert(_LOG).returning(_LOG.c.seq, sort_by_parameter_order=True)
 _INSERT_EVENTS = insert(_EVENTS)
 _BUMP = (
@@ -238,7 +243,10 @@ async def _replays(
     ]
     if not keyed:
         return list(range(len(requests)))
-    rows = await session.execute(_RECORDS_FOR, {"keys": [(p, k[0]) for _, p, k in keyed]})
+    rows = await session.execute(
+        _RECORDS_FOR,
+        {"parties": sorted({p for _, p, _ in keyed}), "keys": sorted({k[0] for _, _, k in keyed})},
+    )
     found = {(row.party_id, row.key): row for row in rows}
     seen: set[tuple[str, str]] = set()
     for i, party, (key, digest) in keyed:
