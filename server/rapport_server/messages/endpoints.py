@@ -19,6 +19,7 @@ from ..domain import Conflict, DomainError, NotFound
 from ..schemas import BroadcastResult, InboxMessage, Page, SendResult
 from ..tables import Event, LogEntry
 from ..web import (
+    BEARER_SECURITY,
     ObjectDep,
     PageDep,
     ServicesDep,
@@ -46,7 +47,7 @@ BROADCAST_CHUNK = 1000  # connections decided and written per transaction
     status_code=201,
     response_model=SendResult,
     responses=WRITE_ERRORS,
-    openapi_extra=BODY,
+    openapi_extra={**BODY, **BEARER_SECURITY},
 )
 async def send(cid: Cid, request: Request, signed: SignedRequestDep) -> Response:
     """Send a signed message (content in ``payload``). Accepted only if the recipient's
