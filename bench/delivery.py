@@ -43,6 +43,10 @@ class Receiver:
 
     def __init__(self) -> None:
         self.arrivals: dict[str, float] = {}
+        """First arrival of each message (by object id)."""
+        self.counts: dict[str, int] = {}
+        """Deliveries of each message (a broadcast reaches many endpoints)."""
+        self.latest: dict[str, float] = {}
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -72,6 +76,8 @@ class Receiver:
                     obj = doc["data"]["object"]
                     if doc["data"]["type"] == "message":
                         self.arrivals.setdefault(obj["id"], now)
+                        self.counts[obj["id"]] = self.counts.get(obj["id"], 0) + 1
+                        self.latest[obj["id"]] = now
                 writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -194,5 +200,114 @@ def delivery_rows(ctx: Any, backend: str, db_url: str, port: int, secret: str) -
     ctx.log(
         f"delivery[{backend}]: SSE p50 {_pct(out['sse'], 50) * 1000:.1f} ms, "
         f"webhook p50 {_pct(out['webhook'], 50) * 1000:.1f} ms ({len(out['webhook'])}/{sent})"
+    )
+    return rows
+
+
+async def measure_fanout(base: str, *, recipients: int, broadcasts: int) -> dict[str, float]:
+    """End-to-end delivery of broadcasts: ``recipients`` people (each with a webhook
+    endpoint at a local receiver and an open SSE stream) all permit the topic; a business
+    broadcasts ``broadcasts`` messages one after the other. Returns the enqueue time (first
+    request to last 201) and, for each channel, the time from the first 201 to the last
+    arrival and the count received."""
+    receiver = Receiver()
+    await receiver.start()
+    sse_arrivals: dict[str, float] = {}
+    sse_counts: dict[str, int] = {}
+    hooks = receiver.counts
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None)) as http:
+        pop: Population = await populate(base, http, businesses=1, links=recipients)
+        for link in pop.links:
+            r = await link.recipient.post(
+                "/v1/webhook-endpoints",
+                {"url": f"http://127.0.0.1:{receiver.port}/hook", "types": ["message"]},
+            )
+            assert r.status_code == 201, r.text
+
+        async def count_sse(token: str) -> None:
+            headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+            async with http.stream("GET", f"{base}/v1/events", headers=headers, timeout=None) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data:"):
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            event = json.loads(line[5:])
+                            if event["type"] == "message":
+                                oid = event["object"]["id"]
+                                sse_counts[oid] = sse_counts.get(oid, 0) + 1
+                                sse_arrivals[oid] = time.perf_counter()
+
+        streams = [asyncio.create_task(count_sse(link.recipient.token)) for link in pop.links]
+        await asyncio.sleep(2.0)  # streams connected
+        sender = pop.businesses[0]
+        first_request = time.perf_counter()
+        first_ack = 0.0
+        ids = []
+        for i in range(broadcasts):
+            obj = sender.sign(MessageType.MESSAGE, {"topic": "orders"}, None, payload=f"News {i}")
+            r = await sender.post("/v1/broadcasts", {"object": obj})
+            assert r.status_code == 201, r.text
+            assert r.json()["delivered"] == recipients, r.text
+            first_ack = first_ack or time.perf_counter()
+            ids.append(obj["id"])
+        enqueued = time.perf_counter() - first_request
+        expected = recipients * broadcasts
+        for _ in range(1200):  # up to 120 s
+            if (
+                sum(sse_counts.get(i, 0) for i in ids) >= expected
+                and sum(hooks.get(i, 0) for i in ids) >= expected
+            ):
+                break
+            await asyncio.sleep(0.1)
+        for task in streams:
+            task.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    await receiver.stop()
+    return {
+        "expected": float(expected),
+        "enqueue_s": enqueued,
+        "sse_n": float(sum(sse_counts.get(i, 0) for i in ids)),
+        "sse_s": max(sse_arrivals.get(i, first_ack) for i in ids) - first_ack,
+        "webhook_n": float(sum(hooks.get(i, 0) for i in ids)),
+        "webhook_s": max(receiver.latest.get(i, first_ack) for i in ids) - first_ack,
+    }
+
+
+def fanout_delivery_rows(ctx: Any, backend: str, db_url: str, port: int, secret: str) -> list[Row]:
+    """Rows for end-to-end delivery of broadcasts to webhook sinks and SSE consumers."""
+    quick = ctx.plan.seconds < 5
+    recipients, broadcasts = (40, 3) if quick else (200, 5)
+    with servers.rapport_server(
+        db_url,
+        ctx.workdir,
+        cpu=ctx.server_cpu,
+        secret_key=secret,
+        migrate=False,
+        port=port,
+        extra_env={**ctx.server_env, **DEV_ENV},
+    ) as srv:
+        out = asyncio.run(measure_fanout(srv.url, recipients=recipients, broadcasts=broadcasts))
+    expected = int(out["expected"])
+    enqueue_rate = expected / out["enqueue_s"]
+    rows = []
+    for name, key in (("webhook", "webhook"), ("SSE", "sse")):
+        got, took = int(out[f"{key}_n"]), out[f"{key}_s"]
+        rate = got / took if took > 0 else float("nan")
+        rows.append(
+            Row(
+                f"fan-out delivery → {name}",
+                backend,
+                f"{rate:,.0f} deliveries/s",
+                f"broadcast enqueue {enqueue_rate:,.0f} recipients/s",
+                rate / enqueue_rate if enqueue_rate else None,
+                note=(
+                    f"{got:,}/{expected:,} received in {took:.1f} s after the first 201; "
+                    f"{broadcasts} broadcasts to {recipients} people, each with a webhook "
+                    "endpoint and an open SSE stream"
+                ),
+            )
+        )
+    ctx.log(
+        f"fanout-delivery[{backend}]: webhook {int(out['webhook_n'])}/{expected} in "
+        f"{out['webhook_s']:.1f} s, SSE {int(out['sse_n'])}/{expected} in {out['sse_s']:.1f} s"
     )
     return rows

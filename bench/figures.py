@@ -458,3 +458,7 @@ def run_backend(ctx: Context, backend: str) -> None:
             from bench.delivery import delivery_rows
 
             ctx.rows.extend(delivery_rows(ctx, backend, db_url, port, secret))
+        if ctx.wants("broadcast"):
+            from bench.delivery import fanout_delivery_rows
+
+            ctx.rows.extend(fanout_delivery_rows(ctx, backend, db_url, port, secret))
