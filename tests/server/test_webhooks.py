@@ -189,6 +189,8 @@ async def test_deliveries_verify_with_the_standard_webhooks_library_and_the_publ
         assert [(d["webhook_id"], d["event_id"], d["status"]) for d in listed] == [
             (got.id, inbox[-1]["id"], "delivered")
         ]
+        assert listed[0]["attempts"] == 1 and listed[0]["last_error"] is None
+        assert 200 <= listed[0]["last_status"] < 300 and listed[0]["delivered_time"] is not None
         # A tampered body fails verification.
         with pytest.raises(Exception):
             Webhook(endpoint["secret"]).verify(got.body.replace(b"beans", b"beanz"), got.headers)

@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import structlog
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..config import Settings
@@ -310,17 +310,24 @@ class DeliveryWorker:
     async def _record(self, jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
         now = self._wall()
         attempts = {job.delivery_id: job.attempts for job in jobs}
+        delivered = [
+            {"b_id": o.delivery_id, "b_status": o.status, "b_attempts": attempts[o.delivery_id] + 1}
+            for o in outcomes
+            if o.ok
+        ]
         async with self._maker() as session, session.begin():
+            if delivered:  # the common case, one statement for all (it was one per delivery)
+                await session.execute(_DELIVERED.values(delivered_at=int(now)), delivered)
             for outcome in outcomes:
+                if outcome.ok:
+                    continue
                 values: dict[str, Any] = {
                     "locked_until": None,
                     "last_status": outcome.status,
                     "last_error": outcome.error,
                     "attempts": attempts[outcome.delivery_id] + 1,
                 }
-                if outcome.ok:
-                    values |= {"status": "delivered", "delivered_at": int(now)}
-                elif outcome.status == 410:
+                if outcome.status == 410:
                     values |= {"status": "dead"}
                     await session.execute(
                         update(WebhookEndpoint)
@@ -341,6 +348,20 @@ class DeliveryWorker:
                     .where(WebhookDelivery.id == outcome.delivery_id)
                     .values(**values)
                 )
+
+
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
+_DELIVERED = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("b_id"))
+    .values(
+        status="delivered",
+        locked_until=None,
+        last_status=bindparam("b_status"),
+        last_error=None,
+        attempts=bindparam("b_attempts"),
+    )
+)
 
 
 def _body(event: Event, entry: LogEntry | None) -> bytes:
