@@ -67,7 +67,9 @@ async def list_for(
 # send, bench/PROFILE.md).
 _LOG = cast(Table, LogEntry.__table__)
 _CONNECTIONS = cast(Table, Connection.__table__)
-_APPEND = insert(_LOG).returning(_LOG.c.seq)
+# RETURNING in parameter order, so an executemany (a batch of sends, a broadcast chunk)
+# gets each row's number back in the order it passed them.
+APPEND_LOG = insert(_LOG).returning(_LOG.c.seq, sort_by_parameter_order=True)
 SAVE_STATE = (
     update(_CONNECTIONS)
     .where(
@@ -88,7 +90,7 @@ async def append(
 ) -> int:
     """Append ``obj`` to the log of ``cid``; returns its server sequence number."""
     result = await session.execute(
-        _APPEND,
+        APPEND_LOG,
         {
             "cid": cid,
             "object_id": obj.id,

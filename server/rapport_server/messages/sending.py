@@ -35,7 +35,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
-from ..connections.repository import SAVE_STATE
+from ..connections.repository import APPEND_LOG, SAVE_STATE
 from ..connections.service import require_sender, transition
 from ..domain import DomainError, NotFound, Subject
 from ..events.store import touched
@@ -91,7 +91,6 @@ _RECORDS_FOR = select(
     _RECORDS.c.party_id.in_(bindparam("parties", expanding=True)),
     _RECORDS.c.key.in_(bindparam("keys", expanding=True)),
 )
-_APPEND = insert(_LOG).returning(_LOG.c.seq, sort_by_parameter_order=True)
 _INSERT_EVENTS = insert(_EVENTS)
 _BUMP = (
     update(_PARTIES)
@@ -176,7 +175,7 @@ async def send_group(ctx: UnitContext, requests: list[SendRequest]) -> list[Any]
     seqs = (
         (
             await session.execute(
-                _APPEND,
+                APPEND_LOG,
                 [
                     {
                         "cid": a.request.cid,

@@ -16,6 +16,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
+from ..connections.repository import APPEND_LOG, SAVE_STATE
 from ..connections.service import require_sender, require_type
 from ..domain import DomainError, Subject
 from ..events import store as event_store
@@ -232,21 +233,6 @@ async def broadcast_chunk(
     )
 
 
-_SAVE_STATE = (
-    update(_CONNECTIONS)
-    .where(
-        _CONNECTIONS.c.cid == bindparam("b_cid"),
-        _CONNECTIONS.c.version == bindparam("b_version"),
-    )
-    .values(
-        state=bindparam("b_state"),
-        version=_CONNECTIONS.c.version + 1,
-        updated_at=bindparam("b_now"),
-    )
-)
-_APPEND_LOG = insert(_LOG).returning(_LOG.c.seq, sort_by_parameter_order=True)
-
-
 async def _enqueue(
     session: AsyncSession, broadcast: Broadcast, accepted: list[_Recipient], now: int
 ) -> None:
@@ -261,7 +247,7 @@ async def _enqueue(
         "received_at": now,
     }
     seqs = (
-        (await session.execute(_APPEND_LOG, [{**entry, "cid": r.cid} for r in accepted]))
+        (await session.execute(APPEND_LOG, [{**entry, "cid": r.cid} for r in accepted]))
         .scalars()
         .all()
     )
@@ -284,9 +270,16 @@ async def _enqueue(
     if held:
         await session.execute(insert(_HELD), held)
     saved: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
-        _SAVE_STATE,
+        SAVE_STATE,
         [
-            {"b_cid": r.cid, "b_version": r.version, "b_state": r.state, "b_now": now}
+            {
+                "b_cid": r.cid,
+                "b_version": r.version,
+                "b_state": r.state,
+                "b_status": "active",  # a delivered message leaves a connection active
+                "b_new_version": r.version + 1,
+                "b_now": now,
+            }
             for r in accepted
         ],
     )
