@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -86,7 +87,10 @@ class Receiver:
             writer.close()
 
 
-async def _sse(http: httpx.AsyncClient, base: str, token: str, arrivals: dict[str, float]) -> None:
+async def _sse(
+    http: httpx.AsyncClient, base: str, token: str, on_message: Callable[[str, float], object]
+) -> None:
+    """Read a party's event stream, calling ``on_message(object id, receipt time)``."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     async with http.stream("GET", f"{base}/v1/events", headers=headers, timeout=None) as r:
         async for line in r.aiter_lines():
@@ -95,7 +99,7 @@ async def _sse(http: httpx.AsyncClient, base: str, token: str, arrivals: dict[st
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     event = json.loads(line[5:])
                     if event["type"] == "message":
-                        arrivals.setdefault(event["object"]["id"], now)
+                        on_message(event["object"]["id"], now)
 
 
 async def measure(base: str, *, links: int, messages: int, rate: float) -> dict[str, list[float]]:
@@ -113,7 +117,7 @@ async def measure(base: str, *, links: int, messages: int, rate: float) -> dict[
             )
             assert r.status_code == 201, r.text
         streams = [
-            asyncio.create_task(_sse(http, base, link.recipient.token, sse_arrivals))
+            asyncio.create_task(_sse(http, base, link.recipient.token, sse_arrivals.setdefault))
             for link in pop.links
         ]
         await asyncio.sleep(1.0)  # streams connected
@@ -224,19 +228,13 @@ async def measure_fanout(base: str, *, recipients: int, broadcasts: int) -> dict
             )
             assert r.status_code == 201, r.text
 
-        async def count_sse(token: str) -> None:
-            headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-            async with http.stream("GET", f"{base}/v1/events", headers=headers, timeout=None) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("data:"):
-                        with contextlib.suppress(ValueError, KeyError, TypeError):
-                            event = json.loads(line[5:])
-                            if event["type"] == "message":
-                                oid = event["object"]["id"]
-                                sse_counts[oid] = sse_counts.get(oid, 0) + 1
-                                sse_arrivals[oid] = time.perf_counter()
+        def count(oid: str, now: float) -> None:
+            sse_counts[oid] = sse_counts.get(oid, 0) + 1
+            sse_arrivals[oid] = now
 
-        streams = [asyncio.create_task(count_sse(link.recipient.token)) for link in pop.links]
+        streams = [
+            asyncio.create_task(_sse(http, base, link.recipient.token, count)) for link in pop.links
+        ]
         await asyncio.sleep(2.0)  # streams connected
         sender = pop.businesses[0]
         first_request = time.perf_counter()
