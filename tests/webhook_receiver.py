@@ -37,6 +37,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body_bytes: int = 0
     drop: bool = False  # close the connection without answering
+    delay: float = 0.0  # seconds to wait before answering
 
 
 @dataclass
@@ -94,6 +95,8 @@ class WebhookReceiver:
                 if answer.drop:
                     writer.close()
                     return
+                if answer.delay:
+                    await asyncio.sleep(answer.delay)
                 extra = "".join(f"{k}: {v}\r\n" for k, v in answer.headers.items())
                 writer.write(
                     f"HTTP/1.1 {answer.status} X\r\ncontent-length: {answer.body_bytes}\r\n"

@@ -286,6 +286,23 @@ async def test_dead_letters_can_be_listed_and_replayed(business: Actor, person: 
         assert receiver.ok()[1].id == receiver.ok()[0].id
 
 
+async def test_a_replay_scheduled_during_an_attempt_is_not_overwritten(
+    business: Actor, person: Actor
+) -> None:
+    answers = [Answer(200, delay=1.0)]  # the first attempt is answered a second late
+
+    async with WebhookReceiver(lambda _h, _b: answers.pop() if answers else Answer(200)) as rx:
+        endpoint = await register_endpoint(person, rx.url, types=["message"])
+        cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
+        assert (await business.send(cid, "news", "twice")).status_code == 201
+        await rx.wait_for(lambda: len(rx.received) == 1)  # in flight: not yet recorded
+        r = await person.post(f"/v1/webhook-endpoints/{endpoint['id']}/replay", {"after": 0})
+        assert r.json()["scheduled"] == 1
+        # The in-flight attempt's outcome must not mark the replayed delivery as done.
+        await rx.wait_for(lambda: len(rx.ok()) == 2)
+        assert rx.ok()[1].id == rx.ok()[0].id
+
+
 async def test_only_64_kib_of_a_response_is_read_and_redirects_are_not_followed(
     business: Actor, person: Actor
 ) -> None:

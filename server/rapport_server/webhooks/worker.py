@@ -93,6 +93,8 @@ class _Job:
     secrets: list[str]
     event_row_id: int
     body: bytes
+    lease: float
+    """The claim's ``locked_until``: the outcome is recorded only while it still holds."""
 
 
 class DeliveryWorker:
@@ -260,6 +262,7 @@ class DeliveryWorker:
                         secrets=secrets,
                         event_row_id=event.id,
                         body=_body(event, entry),
+                        lease=lease,
                     )
                 )
             return jobs
@@ -310,8 +313,16 @@ class DeliveryWorker:
     async def _record(self, jobs: Sequence[_Job], outcomes: Sequence[Outcome]) -> None:
         now = self._wall()
         attempts = {job.delivery_id: job.attempts for job in jobs}
+        leases = {job.delivery_id: job.lease for job in jobs}
+        # Only while the claim's lease holds: a replay scheduled while the attempt was in
+        # flight (it clears the lease) must not be overwritten by this attempt's outcome.
         delivered = [
-            {"b_id": o.delivery_id, "b_status": o.status, "b_attempts": attempts[o.delivery_id] + 1}
+            {
+                "b_id": o.delivery_id,
+                "b_lease": leases[o.delivery_id],
+                "b_status": o.status,
+                "b_attempts": attempts[o.delivery_id] + 1,
+            }
             for o in outcomes
             if o.ok
         ]
@@ -345,7 +356,10 @@ class DeliveryWorker:
                         values |= {"next_attempt_at": now + delay}
                 await session.execute(
                     update(WebhookDelivery)
-                    .where(WebhookDelivery.id == outcome.delivery_id)
+                    .where(
+                        WebhookDelivery.id == outcome.delivery_id,
+                        WebhookDelivery.locked_until == leases[outcome.delivery_id],
+                    )
                     .values(**values)
                 )
 
@@ -353,7 +367,9 @@ class DeliveryWorker:
 _DELIVERIES = cast(Table, WebhookDelivery.__table__)
 _DELIVERED = (
     update(_DELIVERIES)
-    .where(_DELIVERIES.c.id == bindparam("b_id"))
+    .where(
+        _DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.locked_until == bindparam("b_lease")
+    )
     .values(
         status="delivered",
         locked_until=None,
