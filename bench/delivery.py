@@ -102,6 +102,20 @@ async def _sse(
                         on_message(event["object"]["id"], now)
 
 
+async def _hooked_population(
+    base: str, http: httpx.AsyncClient, receiver: Receiver, links: int
+) -> Population:
+    """One business and ``links`` people, each with a webhook endpoint at ``receiver``."""
+    pop: Population = await populate(base, http, businesses=1, links=links)
+    for link in pop.links:
+        r = await link.recipient.post(
+            "/v1/webhook-endpoints",
+            {"url": f"http://127.0.0.1:{receiver.port}/hook", "types": ["message"]},
+        )
+        assert r.status_code == 201, r.text
+    return pop
+
+
 async def measure(base: str, *, links: int, messages: int, rate: float) -> dict[str, list[float]]:
     """Send ``messages`` messages at ``rate``/s over ``links`` connections; return the ack
     round trips and the lags to SSE and to webhook receipt, in seconds."""
@@ -109,13 +123,7 @@ async def measure(base: str, *, links: int, messages: int, rate: float) -> dict[
     await receiver.start()
     sse_arrivals: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=60) as http:
-        pop: Population = await populate(base, http, businesses=1, links=links)
-        for link in pop.links:
-            r = await link.recipient.post(
-                "/v1/webhook-endpoints",
-                {"url": f"http://127.0.0.1:{receiver.port}/hook", "types": ["message"]},
-            )
-            assert r.status_code == 201, r.text
+        pop = await _hooked_population(base, http, receiver, links)
         streams = [
             asyncio.create_task(_sse(http, base, link.recipient.token, sse_arrivals.setdefault))
             for link in pop.links
@@ -220,13 +228,7 @@ async def measure_fanout(base: str, *, recipients: int, broadcasts: int) -> dict
     sse_counts: dict[str, int] = {}
     hooks = receiver.counts
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None)) as http:
-        pop: Population = await populate(base, http, businesses=1, links=recipients)
-        for link in pop.links:
-            r = await link.recipient.post(
-                "/v1/webhook-endpoints",
-                {"url": f"http://127.0.0.1:{receiver.port}/hook", "types": ["message"]},
-            )
-            assert r.status_code == 201, r.text
+        pop = await _hooked_population(base, http, receiver, recipients)
 
         def count(oid: str, now: float) -> None:
             sse_counts[oid] = sse_counts.get(oid, 0) + 1
