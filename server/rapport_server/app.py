@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from . import __version__, problems
 from .account.endpoints import router as account_router
@@ -14,6 +15,7 @@ from .auth.endpoints import router as auth_router
 from .auth.tokens import AccessTokens
 from .config import Settings
 from .connections.endpoints import router as connections_router
+from .connections.states import StateCache
 from .db import create_engine, sessionmaker, writer_engine
 from .domain import Clock, system_clock
 from .events.endpoints import router as events_router
@@ -21,7 +23,9 @@ from .events.notify import notifier_for
 from .health.endpoints import router as health_router
 from .invitations.endpoints import router as invitations_router
 from .logs import configure_logging
+from .messages.endpoints import SendRoute
 from .messages.endpoints import router as messages_router
+from .messages.sending import Sends
 from .metrics import router as metrics_router
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .parties.endpoints import router as parties_router
@@ -75,6 +79,9 @@ async def _build_routes(app: FastAPI) -> None:
         await app.router(scope, receive, send)
 
 
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     """Build the app. ``clock`` is the only time source the server uses (tests pass one)."""
     settings = settings or Settings()
@@ -115,6 +122,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             tokens=AccessTokens(secret, settings.public_url, settings.access_token_ttl),
             notifier=notifier,
             webhook_signer=signer,
+            sends=Sends(StateCache(settings.state_cache)),
         )
         app.state.worker = worker
         await _build_routes(app)
@@ -133,6 +141,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
+        # FastAPI's native OpenTelemetry looked up the environment on every request (~2%
+        # of a send's CPU); on only when asked for (RAPPORT_TELEMETRY).
+        telemetry=None
+        if settings.telemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     problems.install(app)
     # FastAPI matches a request against the routes in this order, at a measurable cost per
@@ -152,6 +165,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     ):
         app.include_router(router)
     mount_webapp(app)  # the person's web app at /app (static files only)
+    app.add_middleware(SendRoute)  # the send, served in front of FastAPI's routing
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -32,8 +32,17 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
     max_body_bytes: int = Field(default=128 * 1024, ge=1024)
     max_batch: int = Field(default=128, ge=1, le=10000, description="Write units per commit.")
+    state_cache: int = Field(
+        default=4096,
+        ge=0,
+        description="Parsed connection states kept in memory for sends (0: none).",
+    )
     idempotency_ttl: int = Field(default=86400, ge=60)
     log_level: str = "info"
+    telemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry (needs an OpenTelemetry SDK set up).",
+    )
     db_pool_size: int = Field(default=10, ge=1)
     run_worker: bool = Field(
         default=True,

@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .auth.tokens import AccessTokens
 from .config import Settings
+from .connections.states import StateCache
 from .domain import Clock
 from .events.notify import LocalNotifier
+from .messages.sending import Sends
 from .tables import ServerSecret
 from .webhooks.signing import ServerSigner
 from .writes import WriteBatcher
@@ -57,6 +59,8 @@ class Services:
     notifier: LocalNotifier
     webhook_signer: ServerSigner
     parties: PartyCache = field(default_factory=PartyCache)
+    sends: Sends = field(default_factory=lambda: Sends(StateCache()))
+    """The send group handler (with its cache of parsed connection states)."""
 
 
 async def load_secret(

@@ -112,7 +112,11 @@ async def signed_object(request: Request, svc: ServicesDep) -> SignedObject:
 
 
 async def verified_body(request: Request, svc: Services) -> SignedObject:
-    raw = await request.body()
+    return verify_body(await request.body(), svc)
+
+
+def verify_body(raw: bytes, svc: Services) -> SignedObject:
+    """``{"object": …}`` parsed strictly and verified; refusals as problems."""
     limits = strict_json.Limits(max_bytes=svc.settings.max_body_bytes)
     try:
         doc = strict_json.loads(raw, limits)
@@ -144,15 +148,17 @@ async def signed_request(request: Request) -> SignedRequest:
     code (bench/PROFILE.md). So the bearer token is read here, the way ``HTTPBearer``
     reads it, and routes using this declare the scheme with :data:`BEARER_SECURITY`."""
     svc: Services = request.app.state.services
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    credentials = (
-        HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
-        if scheme.lower() == "bearer" and token
-        else None
-    )
-    subject = await subject_of(svc, credentials)
+    subject = await subject_of(svc, bearer(request.headers.get("authorization")))
     return SignedRequest(svc, subject, await verified_body(request, svc))
+
+
+def bearer(authorization: str | None) -> HTTPAuthorizationCredentials | None:
+    """An ``Authorization`` header read the way ``HTTPBearer`` reads it."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
+    return None
 
 
 SignedRequestDep = Annotated[SignedRequest, Depends(signed_request)]
@@ -201,15 +207,20 @@ async def idempotency_of(request: Request) -> tuple[str, str] | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
+    return idempotency(key, request.method, request.url.path, await request.body())
+
+
+def idempotency(key: str | None, method: str, path: str, body: bytes) -> tuple[str, str] | None:
+    """``key`` checked, and the digest of method, path and body it is stored with."""
+    if key is None:
+        return None
     if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
         raise DomainError(
             "Idempotency-Key is 1 to 255 printable ASCII characters",
             status=400,
             code="invalid_idempotency_key",
         )
-    digest = hashlib.sha256(
-        request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
-    ).hexdigest()
+    digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
     return key, digest
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from rapport_protocol import MessageType, envelope, verify_log
 from rapport_server.domain import DomainError, Subject
-from rapport_server.messages.sending import SendReply, SendRequest, send_group, send_one
+from rapport_server.messages.sending import SendReply, SendRequest
 from rapport_server.services import Services
 from rapport_server.tables import LogEntry
 from rapport_server.writes import UnitContext
@@ -55,9 +55,9 @@ async def submit_all(svc: Services, requests: list[SendRequest]) -> list[Any]:
 
     def one(r: SendRequest) -> Any:
         async def unit(ctx: UnitContext) -> SendReply:
-            return await send_one(ctx, r)
+            return await svc.sends.one(ctx, r)
 
-        return svc.batcher.submit_group(send_group, r, unit)
+        return svc.batcher.submit_group(svc.sends, r, unit)
 
     async def together() -> list[Any]:
         return await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
@@ -204,3 +204,57 @@ def test_stored_text_is_the_canonical_form() -> None:
         obj = sign(key, M.MESSAGE, body, created_time=1, cid="a" * 32, seq=1, payload=text)
         raw = {k: v for k, v in obj.raw.items() if k != "payload"}
         assert object_json(obj).encode() == canonicalize(raw)
+
+
+async def test_a_cached_state_is_never_used_after_another_write_changed_the_connection(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    base, svc, clock = served
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, ann = await actors(base, clock, http, 2)
+        cid = await connect(shop, ann, person_grants=NEWS)
+        assert (await shop.send(cid, "news", "one")).status_code == 201
+        hits = svc.sends.states.hits
+        assert (await shop.send(cid, "news", "two")).status_code == 201
+        assert svc.sends.states.hits == hits + 1  # the state the first send committed
+        # The revoke is written by another path (not the send group): the row's version
+        # moves on, so the next send reads and parses the new state and is refused.
+        grants = (await ann.get(f"/v1/connections/{cid}/grants")).json()["granted_by_me"]
+        (grant,) = [g for g in grants if g["topic"] == "news"]
+        r = await ann.act(
+            "POST",
+            f"/v1/connections/{cid}/grants/{grant['id']}/revoke",
+            M.GRANT_REVOKE,
+            {"grant_id": grant["id"]},
+            cid,
+        )
+        assert r.status_code in (200, 201), r.text
+        misses = svc.sends.states.misses
+        refused = await shop.send(cid, "news", "three")
+        assert refused.status_code == 403 and refused.json()["code"] == "grant_missing"
+        assert svc.sends.states.misses == misses + 1
+
+
+def test_the_state_cache_keeps_one_state_per_connection_and_evicts_the_oldest() -> None:
+    from rapport_protocol import ConnectionState
+    from rapport_server.connections.states import StateCache
+
+    text = ConnectionState(
+        status="invited",
+        invitation_id="i",
+        invitation_expires=None,
+        inviter_kind="business",
+        dids=("did:key:zA", None),
+        kinds=("business", None),
+    ).model_dump_json()
+    cache = StateCache(size=2)
+    first = cache.parse("a", 1, text)
+    assert cache.parse("a", 1, text) is first  # same version: parsed once
+    assert cache.parse("a", 2, text) is not first  # another version: parsed again
+    cache.parse("b", 1, text)
+    cache.parse("c", 1, text)  # full: "a" (the oldest) goes
+    assert len(cache) == 2
+    misses = cache.misses
+    cache.parse("a", 2, text)
+    assert cache.misses == misses + 1
+    assert StateCache(size=0).parse("a", 1, text) is not None  # size 0 keeps nothing

@@ -20,7 +20,7 @@ commit, and the whole group costs, whatever its size:
 
 Refusals happen in step 3, before the first write, and concern their request only. A
 database error or a lost compare-and-swap fails the group: the batcher then reruns every
-request as its own unit inside a SAVEPOINT (``send_one``, the same code on a group of one).
+request as its own unit inside a SAVEPOINT (``Sends.one``, the same code on a group of one).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..connections.codec import object_json
 from ..connections.repository import APPEND_LOG, SAVE_STATE
 from ..connections.service import require_sender, transition
+from ..connections.states import StateCache
 from ..domain import DomainError, NotFound, Subject
 from ..events.store import touched
 from ..idempotency import stored_reply
@@ -124,13 +125,34 @@ class _Accepted:
     release_time: int | None
 
 
-async def send_group(ctx: UnitContext, requests: list[SendRequest]) -> list[Any]:
+class Sends:
+    """The send group handler (:class:`~rapport_server.writes.GroupHandler`) of one app,
+    with the parsed states of the connections it wrote (see ``connections/states``)."""
+
+    def __init__(self, states: StateCache) -> None:
+        self.states = states
+
+    async def __call__(self, ctx: UnitContext, requests: list[SendRequest]) -> list[Any]:
+        return await send_group(ctx, requests, self.states)
+
+    async def one(self, ctx: UnitContext, request: SendRequest) -> SendReply:
+        """The same send as a plain write unit (the batcher's fallback)."""
+        (outcome,) = await send_group(ctx, [request], self.states)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert isinstance(outcome, SendReply)
+        return outcome
+
+
+async def send_group(
+    ctx: UnitContext, requests: list[SendRequest], states: StateCache
+) -> list[Any]:
     """Apply ``requests`` (a write batch's sends); one reply or exception per request."""
     session = ctx.session
     now = max(r.now for r in requests)  # one instant for the batch: monotonic per chain
     outcomes: list[Any] = [None] * len(requests)
     pending = await _replays(session, requests, outcomes)
-    chains = await _load(session, {requests[i].cid for i in pending})
+    chains = await _load(session, {requests[i].cid for i in pending}, states)
 
     accepted: list[_Accepted] = []
     for i in pending:
@@ -172,6 +194,12 @@ async def send_group(ctx: UnitContext, requests: list[SendRequest]) -> list[Any]
     )
     if session.get_bind().dialect.supports_sane_multi_rowcount and result.rowcount != len(changed):  # type: ignore[attr-defined]
         raise StaleWrite("a connection changed under the batch")
+
+    def remember() -> None:  # the new states, once they are the committed ones
+        for cid, chain in changed:
+            states.put(cid, chain.version + 1, chain.state)
+
+    ctx.after_commit(remember)
     seqs = (
         (
             await session.execute(
@@ -222,15 +250,6 @@ async def send_group(ctx: UnitContext, requests: list[SendRequest]) -> list[Any]
     return outcomes
 
 
-async def send_one(ctx: UnitContext, request: SendRequest) -> SendReply:
-    """The same send as a plain write unit (the batcher's fallback)."""
-    (outcome,) = await send_group(ctx, [request])
-    if isinstance(outcome, BaseException):
-        raise outcome
-    assert isinstance(outcome, SendReply)
-    return outcome
-
-
 async def _replays(
     session: AsyncSession, requests: list[SendRequest], outcomes: list[Any]
 ) -> list[int]:
@@ -264,7 +283,7 @@ async def _replays(
     return [i for i, outcome in enumerate(outcomes) if outcome is None]
 
 
-async def _load(session: AsyncSession, cids: set[str]) -> dict[str, _Chain]:
+async def _load(session: AsyncSession, cids: set[str], states: StateCache) -> dict[str, _Chain]:
     if not cids:
         return {}
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -274,7 +293,7 @@ async def _load(session: AsyncSession, cids: set[str]) -> dict[str, _Chain]:
             row.inviter_id,
             row.acceptor_id,
             row.version,
-            ConnectionState.model_validate_json(row.state),
+            states.parse(row.cid, row.version, row.state),
         )
         for row in rows
     }
