@@ -16,7 +16,7 @@ from .auth.tokens import AccessTokens
 from .config import Settings
 from .connections.endpoints import router as connections_router
 from .connections.states import StateCache
-from .db import create_engine, sessionmaker, writer_engine
+from .db import WalCheckpointer, create_engine, sessionmaker, writer_engine
 from .domain import Clock, system_clock
 from .events.endpoints import router as events_router
 from .events.notify import notifier_for
@@ -99,6 +99,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await upgrade(settings.database_url)
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         maker = sessionmaker(engine)
+        checkpointer = WalCheckpointer(engine)
+        await checkpointer.start()
         secret = settings.secret_key or await load_secret(maker, "access_token_key", clock)
         signer = ServerSigner(await load_secret(maker, "webhook_signing_key", clock))
         notifier = notifier_for(settings.database_url)
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             sends=Sends(StateCache(settings.state_cache)),
         )
         app.state.worker = worker
+        app.state.checkpointer = checkpointer
         await _build_routes(app)
         try:
             yield
@@ -133,6 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             if worker is not None:
                 await worker.stop()
             await batcher.stop()
+            await checkpointer.stop()
             await engine.dispose()
 
     app = FastAPI(

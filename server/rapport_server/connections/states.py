@@ -11,6 +11,8 @@ without the row's version read in the same transaction.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from rapport_protocol import ConnectionState
 
 
@@ -19,7 +21,7 @@ class StateCache:
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._entries: dict[str, tuple[int, ConnectionState]] = {}
+        self._entries: OrderedDict[str, tuple[int, ConnectionState]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -39,10 +41,10 @@ class StateCache:
         if self._size <= 0:
             return
         entries = self._entries
-        entries.pop(cid, None)  # re-inserted last: recently used entries stay longest
-        if len(entries) >= self._size:
-            del entries[next(iter(entries))]
         entries[cid] = (version, state)
+        entries.move_to_end(cid)  # recently written connections stay longest
+        if len(entries) > self._size:
+            entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,0 +1,45 @@
+"""SQLite's WAL is checkpointed beside the writer, never inside a commit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import backend
+from tests.helpers import Actor, FakeClock, connect, live_server
+
+pytestmark = pytest.mark.skipif(backend() != "sqlite", reason="SQLite only (a WAL file)")
+
+
+async def test_commits_do_not_checkpoint_and_the_checkpointer_catches_up(
+    fresh_database_url: str,
+) -> None:
+    clock = FakeClock()
+    apps: list[Any] = []
+    async with live_server(fresh_database_url, clock, prepare=apps.append) as base:
+        svc = apps[0].state.services
+        checkpointer = apps[0].state.checkpointer
+        async with svc.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            async with driver.execute("PRAGMA wal_autocheckpoint") as cursor:
+                assert (await cursor.fetchone())[0] == 0  # no commit checkpoints
+        async with httpx.AsyncClient(timeout=30) as http:
+            shop = Actor(http=http, clock=clock, base_url=base)
+            ann = Actor(http=http, clock=clock, base_url=base)
+            await shop.register("business", "Shop")
+            await ann.register("person", "Ann")
+            cid = await connect(shop, ann, person_grants=[{"scope": "message", "topic": "n"}])
+            for i in range(20):
+                assert (await shop.send(cid, "n", f"m{i}")).status_code == 201
+        before = checkpointer.checkpoints
+        for _ in range(50):  # the background task runs every second
+            if checkpointer.checkpoints > before:
+                break
+            await asyncio.sleep(0.1)
+        assert checkpointer.checkpoints > before
+        busy, frames, done = await checkpointer.checkpoint()
+        assert busy == 0 and frames == done  # everything committed is in the database file
