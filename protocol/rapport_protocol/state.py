@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from . import errors
+
+if TYPE_CHECKING:
+    from .decision import Allowed
 from .envelope import SignedObject
 from .favours import FAVOUR_OPEN, Favour, apply_favour_step, cancel_open, new_favour
 from .types import (
@@ -202,8 +205,17 @@ def apply(state: ConnectionState | None, obj: SignedObject, now: int) -> Connect
 
     ``state`` is ``None`` only for the invitation that opens a log.
     """
+    return apply_decided(state, obj, now)[0]
+
+
+def apply_decided(
+    state: ConnectionState | None, obj: SignedObject, now: int
+) -> tuple[ConnectionState, Allowed | None]:
+    """:func:`apply`, and for a message or favour request the delivery decision
+    (:func:`~rapport_protocol.decide`) it was admitted under — ``held`` by a mute or not —
+    so a receiver needs no second ``decide``. ``None`` for every other object."""
     if state is None:
-        return start(obj)
+        return start(obj), None
     row = CONNECTION_TRANSITIONS[state.status]
     if obj.type not in row:
         if state.status == "severed":
@@ -212,22 +224,29 @@ def apply(state: ConnectionState | None, obj: SignedObject, now: int) -> Connect
             raise errors.ConnectionNotActive("the invitation was declined")
         raise errors.StateError(f"{obj.type.value} is not allowed while {state.status}")
     if obj.type is T.KEY_ROTATION:
-        return _rotate(state, obj)
+        return _rotate(state, obj), None
     if obj.type in (T.ACCEPT, T.DECLINE):
-        return _respond(state, obj, now)
+        return _respond(state, obj, now), None
     role = state.role_of(obj.sender)
+    verdict: Allowed | None = None
     if obj.broadcast:
         # One signed object for many connections: outside the chains. By design the state
         # keeps no memory of broadcast ids (it would grow without bound); a log holds each
         # id at most once (verify_log refuses a repeat with ``replayed``), and a receiver
         # applying live objects keeps the ids it applied (spec §9).
-        new = _permitted(state, role, obj, now)
-        return new.model_copy(update={"last_time": max(new.last_time, now)})
+        new, verdict = _admit(state, role, obj, now)
+        return new.model_copy(update={"last_time": max(new.last_time, now)}), verdict
     if obj.cid != state.cid:
         raise errors.WrongConnection("cid does not name this connection")
     heads = _advance(state, role, obj)
-    new = _HANDLERS[obj.type](state, role, obj, now)
-    return new.model_copy(update={"heads": heads, "last_time": max(new.last_time, now)})
+    if obj.type is T.MESSAGE:
+        new, verdict = _admit(state, role, obj, now)
+    elif obj.type is T.FAVOUR_REQUEST:
+        new, verdict = _favour_request_decided(state, role, obj, now)
+    else:
+        new = _HANDLERS[obj.type](state, role, obj, now)
+    update = {"heads": heads, "last_time": max(new.last_time, now)}
+    return new.model_copy(update=update), verdict
 
 
 def _advance(state: ConnectionState, role: int, obj: SignedObject) -> tuple[ChainHead, ChainHead]:
@@ -416,6 +435,12 @@ def _sever(state: ConnectionState, role: int, obj: SignedObject, now: int) -> Co
 
 
 def _permitted(state: ConnectionState, role: int, obj: SignedObject, now: int) -> ConnectionState:
+    return _admit(state, role, obj, now)[0]
+
+
+def _admit(
+    state: ConnectionState, role: int, obj: SignedObject, now: int
+) -> tuple[ConnectionState, Allowed]:
     # Imported here: decision imports this module for the state types.
     from .decision import Allowed, decide, refusal_error
 
@@ -427,20 +452,25 @@ def _permitted(state: ConnectionState, role: int, obj: SignedObject, now: int) -
     if cap is None:
         # Nothing to count: the state is unchanged. (Copying the grant with the same usage
         # was a third of the per-recipient cost of a large broadcast.)
-        return state
+        return state, verdict
     floor = now - cap.seconds
     usage = (*(t for t in grant.usage if t > floor), now)[-cap.count :]
-    return state.model_copy(
-        update={"grants": {**state.grants, grant.id: grant.model_copy(update={"usage": usage})}}
-    )
+    grants = {**state.grants, grant.id: grant.model_copy(update={"usage": usage})}
+    return state.model_copy(update={"grants": grants}), verdict
 
 
 def _favour_request(
     state: ConnectionState, role: int, obj: SignedObject, now: int
 ) -> ConnectionState:
-    state = _permitted(state, role, obj, now)
+    return _favour_request_decided(state, role, obj, now)[0]
+
+
+def _favour_request_decided(
+    state: ConnectionState, role: int, obj: SignedObject, now: int
+) -> tuple[ConnectionState, Allowed]:
+    state, verdict = _admit(state, role, obj, now)
     favour = new_favour(state.favours, _role(role), obj, now)
-    return state.model_copy(update={"favours": {**state.favours, favour.id: favour}})
+    return state.model_copy(update={"favours": {**state.favours, favour.id: favour}}), verdict
 
 
 def _favour_step(state: ConnectionState, role: int, obj: SignedObject, now: int) -> ConnectionState:

@@ -7,7 +7,7 @@ from rapport_protocol import SigningKey, apply, decide, derive_cid, errors, sign
 from rapport_protocol.decision import Allowed, Refused
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.favours import ledger
-from rapport_protocol.state import CONNECTION_TRANSITIONS
+from rapport_protocol.state import CONNECTION_TRANSITIONS, apply_decided
 from rapport_protocol.types import (
     AcceptBody,
     GrantSpec,
@@ -80,6 +80,23 @@ def test_mute_hold_allows_but_holds_until_the_mute_ends(conn: Conn) -> None:
     assert decide(conn.state, probe, T0 + 10) == Allowed(probe_grant(conn))
     with pytest.raises(errors.MuteNotFound):
         conn.send(conn.person, M.UNMUTE, {}, T0 + 11)
+
+
+def test_apply_decided_is_apply_with_the_decision_it_admitted_under(conn: Conn) -> None:
+    plain = conn.business.make(M.MESSAGE, msg("order_updates"), cid=conn.cid, at=T0 + 1)
+    state, verdict = apply_decided(conn.state, plain, T0 + 1)
+    assert state == apply(conn.state, plain, T0 + 1)
+    assert verdict == decide(conn.state, plain, T0 + 1) == Allowed(probe_grant(conn))
+    conn.send(conn.person, M.MUTE, {"until": T0 + 3600}, T0 + 2)
+    muted = conn.business.make(M.MESSAGE, msg("order_updates"), cid=conn.cid, at=T0 + 5)
+    assert apply_decided(conn.state, muted, T0 + 5)[1] == Allowed(
+        probe_grant(conn), held=True, release_time=T0 + 3600
+    )
+    unmute = conn.person.make(M.UNMUTE, {}, cid=conn.cid, at=T0 + 6)
+    assert apply_decided(conn.state, unmute, T0 + 6) == (apply(conn.state, unmute, T0 + 6), None)
+    refused = conn.business.make(M.MESSAGE, msg("no_grant"), cid=conn.cid, at=T0 + 7)
+    with pytest.raises(errors.GrantMissing):
+        apply_decided(conn.state, refused, T0 + 7)
 
 
 def probe_grant(conn: Conn) -> str:

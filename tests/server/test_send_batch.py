@@ -258,3 +258,21 @@ def test_the_state_cache_keeps_one_state_per_connection_and_evicts_the_oldest() 
     cache.parse("a", 2, text)
     assert cache.misses == misses + 1
     assert StateCache(size=0).parse("a", 1, text) is not None  # size 0 keeps nothing
+
+
+async def test_a_refusal_by_the_grants_comes_before_a_broken_chain(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    base, svc, clock = served
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, ann = await actors(base, clock, http, 2)
+        cid = await connect(shop, ann, person_grants=NEWS)
+        assert (await shop.send(cid, "news", "one")).status_code == 201
+        seq, prev = shop.chains[cid]
+        shop.rewind(cid, seq + 3, prev)  # the next object skips two numbers
+        ungranted = await shop.send(cid, "offers", "not granted")
+        assert ungranted.status_code == 403 and ungranted.json()["code"] == "grant_missing"
+        granted = await shop.send(cid, "news", "granted, but the chain is broken")
+        assert granted.status_code == 409 and granted.json()["code"] == "chain_broken"
+        shop.rewind(cid, seq, prev)
+        assert (await shop.send(cid, "news", "two")).status_code == 201

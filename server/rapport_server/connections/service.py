@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rapport_protocol import ConnectionState, MessageType, apply, decide, errors
 from rapport_protocol.decision import Allowed, refusal_error
 from rapport_protocol.envelope import SignedObject
+from rapport_protocol.state import apply_decided
 from rapport_protocol.types import MuteBody, SeverBody
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -88,19 +89,25 @@ def transition(
     Messages and favour requests also get the delivery decision (``decide``): its
     ``Allowed`` says whether the message is held by a mute.
     """
-    verdict: Allowed | None = None
     try:
-        if obj.type in (M.MESSAGE, M.FAVOUR_REQUEST) and state.status == "active":
-            # A replay is refused as a replay whatever the grants say now (as in
-            # ``apply``): a client retrying after a lost answer must learn that its object
-            # was stored (409 replayed), not get a fresh refusal such as grant_missing.
-            if obj.cid is not None and obj.seq <= state.heads[state.role_of(obj.sender)].seq:
-                raise errors.Replayed(f"seq {obj.seq} is already in this connection's chain")
+        if obj.type not in (M.MESSAGE, M.FAVOUR_REQUEST) or state.status != "active":
+            return apply(state, obj, now), None
+        # A replay is refused as a replay whatever the grants say now (as in ``apply``): a
+        # client retrying after a lost answer must learn that its object was stored (409
+        # replayed), not get a fresh refusal such as grant_missing.
+        if obj.cid is not None and obj.seq <= state.heads[state.role_of(obj.sender)].seq:
+            raise errors.Replayed(f"seq {obj.seq} is already in this connection's chain")
+        try:
+            # The decision apply admitted the object under: one decide per accepted send
+            # (deciding here first and then in apply again was ~2% of a send's CPU).
+            return apply_decided(state, obj, now)
+        except errors.ProtocolError:
+            # The delivery decision's refusal comes before apply's own errors (a broken
+            # chain, a wrong cid), as when it was decided first.
             decision = decide(state, obj, now)
             if not isinstance(decision, Allowed):
-                raise refusal_error(decision)
-            verdict = decision
-        return apply(state, obj, now), verdict
+                raise refusal_error(decision) from None
+            raise
     except errors.ProtocolError as exc:
         raise to_problem(exc) from None
 
