@@ -263,7 +263,7 @@ def test_the_state_cache_keeps_one_state_per_connection_and_evicts_the_oldest() 
 async def test_a_refusal_by_the_grants_comes_before_a_broken_chain(
     served: tuple[str, Services, FakeClock],
 ) -> None:
-    base, svc, clock = served
+    base, _svc, clock = served
     async with httpx.AsyncClient(timeout=30) as http:
         shop, ann = await actors(base, clock, http, 2)
         cid = await connect(shop, ann, person_grants=NEWS)

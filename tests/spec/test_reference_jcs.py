@@ -61,3 +61,46 @@ def test_strings_are_not_unicode_normalised() -> None:
 def test_string_escaping_is_minimal(value: str, expected: str) -> None:
     assert canonical.canonicalize(value) == expected.encode()
     assert reference_jcs.canonicalize(value) == expected.encode()
+
+
+# Member names and strings drawn to straddle the one place code-point order and UTF-16
+# order part (characters from U+E000 up against astral ones), next to ASCII.
+edge_text = st.text(
+    st.sampled_from(["a", "Z", "\u00e9", "\ud7ff", "\ue000", "\ufb33", "\uffff"])
+    | st.characters(min_codepoint=0x10000, max_codepoint=0x10FFFF)
+    | st.characters(max_codepoint=0x1F),
+    max_size=4,
+)
+edge_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | edge_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(edge_text, inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(edge_values)
+def test_the_c_encoder_path_gives_the_rfc8785_package_bytes(value: Any) -> None:
+    import rfc8785
+
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(canonical.errors.JsonError):
+            canonical.canonicalize(value)
+        return
+    assert canonical.canonicalize(value) == expected
+
+
+def test_a_rapport_object_is_canonicalised_without_the_python_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unused(value: Any) -> bytes:
+        raise AssertionError("the pure-Python canonicaliser ran")
+
+    monkeypatch.setattr(canonical.rfc8785, "dumps", unused)
+    obj = {"type": "m", "body": {"topic": "news", "n": 3}, "from": "did:key:z6Mk", "to": []}
+    assert canonical.canonicalize(obj) == reference_jcs.canonicalize(obj)
+    assert canonical.canonicalize({"text": "caf\u00e9 \U0001f600"}) == reference_jcs.canonicalize(
+        {"text": "caf\u00e9 \U0001f600"}
+    )
