@@ -255,7 +255,8 @@ def _advance(state: ConnectionState, role: int, obj: SignedObject) -> tuple[Chai
         raise errors.Replayed(f"seq {obj.seq} is not after {head.seq}")
     if obj.seq != head.seq + 1 or obj.prev != head.last:
         raise errors.ChainBroken(f"expected seq {head.seq + 1} after {head.last}")
-    new_head = ChainHead(seq=obj.seq, last=obj.id)
+    # Both fields come from a verified object (an int seq, a str id): no validation pass.
+    new_head = ChainHead.model_construct(seq=obj.seq, last=obj.id)
     return (new_head, state.heads[1]) if role == 0 else (state.heads[0], new_head)
 
 

@@ -122,7 +122,11 @@ def loads(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Any:
         raise errors.JsonError(str(exc)) from None
     if _skip_ws(text, end) != len(text):
         raise errors.JsonError("extra data after the JSON value")
-    _check_tree(value, limits.max_depth)
+    # The tree walk finds lone surrogates (only a \u escape can make one: the text is
+    # valid UTF-8) and nesting beyond max_depth (not without that many '{' and '['). A
+    # typical signed object has neither, and skips the walk.
+    if "\\u" in text or text.count("{") + text.count("[") > limits.max_depth:
+        _check_tree(value, limits.max_depth)
     return value
 
 

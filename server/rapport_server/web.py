@@ -61,15 +61,17 @@ async def current_subject(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> Subject:
     """The party behind the bearer token. The token must name the party's current key."""
-    return await subject_of(svc, credentials)
+    return await subject_of(svc, credentials.credentials if credentials is not None else None)
 
 
-async def subject_of(svc: Services, credentials: HTTPAuthorizationCredentials | None) -> Subject:
-    if credentials is None or not credentials.credentials.strip():
+async def subject_of(svc: Services, token: str | None) -> Subject:
+    """The party behind the bearer ``token`` (``None``: no bearer token was sent)."""
+    token = token.strip() if token is not None else None
+    if not token:
         raise Unauthenticated(
             "send 'Authorization: Bearer <access token>'", headers={"WWW-Authenticate": "Bearer"}
         )
-    party_id, did = svc.tokens.check(credentials.credentials.strip(), svc.clock())
+    party_id, did = svc.tokens.check(token, svc.clock())
     cached = svc.parties.get(party_id)
     if cached is None:
         async with svc.sessionmaker() as s:
@@ -152,13 +154,11 @@ async def signed_request(request: Request) -> SignedRequest:
     return SignedRequest(svc, subject, await verified_body(request, svc))
 
 
-def bearer(authorization: str | None) -> HTTPAuthorizationCredentials | None:
-    """An ``Authorization`` header read the way ``HTTPBearer`` reads it."""
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization`` header, read the way ``HTTPBearer`` reads it."""
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
-    if scheme.lower() == "bearer" and token:
-        return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
-    return None
+    return token if scheme.lower() == "bearer" and token else None
 
 
 SignedRequestDep = Annotated[SignedRequest, Depends(signed_request)]
