@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import nacl.signing
@@ -104,7 +105,16 @@ def _row(obj: SignedObject, i: int) -> dict[str, Any]:
     }
 
 
-async def _limit_db(url: str, seconds: float, batch: int) -> float:
+@dataclass(frozen=True)
+class DbLimit:
+    """Rows durably inserted per second, and the time one transaction took (p50, p99)."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def _limit_db(url: str, seconds: float, batch: int) -> DbLimit:
     from rapport_server.db import create_engine, writer_engine
 
     engine = create_engine(url)
@@ -114,9 +124,11 @@ async def _limit_db(url: str, seconds: float, batch: int) -> float:
             await conn.run_sync(_metadata.create_all)
         row = _row(typical_message(), 0)
         done = 0
+        took: list[float] = []
         start = time.perf_counter()
         deadline = start + seconds
         while True:
+            began = time.perf_counter()
             async with writer.begin() as conn:
                 if batch == 1:
                     await conn.execute(insert(_rows).values(**row))
@@ -124,16 +136,21 @@ async def _limit_db(url: str, seconds: float, batch: int) -> float:
                     await conn.execute(insert(_rows), [row] * batch)
             done += batch
             now = time.perf_counter()
+            took.append(now - began)
             if now >= deadline:
                 rate = done / (now - start)
                 break
         async with writer.begin() as conn:
             await conn.run_sync(_metadata.drop_all)
-        return rate
+        took.sort()
+        p50 = took[len(took) // 2] * 1000
+        p99 = took[min(len(took) - 1, int(len(took) * 0.99))] * 1000
+        return DbLimit(rate, p50, p99)
     finally:
         await engine.dispose()
 
 
-def limit_db(url: str, seconds: float, *, batch: int = 1) -> float:
-    """Rows durably inserted per second, ``batch`` rows per commit, on the server's engine."""
+def limit_db(url: str, seconds: float, *, batch: int = 1) -> DbLimit:
+    """Rows durably inserted per second, ``batch`` rows per commit, on the server's engine
+    (and how long one such transaction took: the disk's commit latency for ``batch=1``)."""
     return asyncio.run(_limit_db(url, seconds, batch))

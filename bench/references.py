@@ -70,27 +70,34 @@ def database_limits(ctx: Context, backend: str, url: str) -> tuple[float, float]
         with on_cpu(ctx.server_cpu):
             single = limit_db(url, ctx.plan.limit_seconds, batch=1)
             batched = limit_db(url, ctx.plan.limit_seconds, batch=100)
-        ctx.refs[key] = single
-        ctx.refs[key + "/100"] = batched
+        ctx.refs[key] = single.rate
+        ctx.refs[key + "/100"] = batched.rate
+        ctx.refs[key + "/p99_ms"] = single.p99_ms
         engine = "WAL, synchronous=FULL" if backend == "sqlite" else "asyncpg, defaults"
         ctx.rows.append(
             Row(
                 "limit_db (1 row/commit)",
                 backend,
-                report.rate(single, " rows/s"),
+                report.rate(single.rate, " rows/s"),
                 f"server engine ({engine})",
-                note="INSERT + COMMIT of a message-sized row",
+                note=(
+                    "INSERT + COMMIT of a message-sized row; one commit took "
+                    f"p50 {single.p50_ms:.1f} ms, p99 {single.p99_ms:.1f} ms"
+                ),
             )
         )
         ctx.rows.append(
             Row(
                 "limit_db (100 rows/commit)",
                 backend,
-                report.rate(batched, " rows/s"),
+                report.rate(batched.rate, " rows/s"),
                 f"server engine ({engine})",
-                batched / single,
+                batched.rate / single.rate,
                 note="ratio: vs 1 row/commit",
             )
         )
-        ctx.log(f"limit_db[{backend}]: {single:,.0f}/s single, {batched:,.0f}/s batched")
+        ctx.log(
+            f"limit_db[{backend}]: {single.rate:,.0f}/s single (commit p99 "
+            f"{single.p99_ms:.1f} ms), {batched.rate:,.0f}/s batched"
+        )
     return ctx.refs[key], ctx.refs[key + "/100"]
