@@ -27,23 +27,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from rapport_protocol import ConnectionState
 from rapport_protocol.envelope import SignedObject
-from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
-from ..connections.repository import APPEND_LOG, SAVE_STATE
 from ..connections.service import require_sender, transition
 from ..connections.states import StateCache
 from ..domain import DomainError, NotFound, Subject
 from ..events.store import touched
 from ..idempotency import stored_reply
 from ..schemas import SendResult
-from ..tables import Connection, Event, HeldMessage, IdempotencyRecord, LogEntry, Party
 from ..writes import StaleWrite, UnitContext
+from .send_sql import SendSQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,46 +61,6 @@ class SendReply:
     status_code: int
     text: str
     replayed: bool = False
-
-
-_CONNECTIONS = cast(Table, Connection.__table__)
-_LOG = cast(Table, LogEntry.__table__)
-_EVENTS = cast(Table, Event.__table__)
-_HELD = cast(Table, HeldMessage.__table__)
-_PARTIES = cast(Table, Party.__table__)
-_RECORDS = cast(Table, IdempotencyRecord.__table__)
-
-_SELECT = select(
-    _CONNECTIONS.c.cid,
-    _CONNECTIONS.c.inviter_id,
-    _CONNECTIONS.c.acceptor_id,
-    _CONNECTIONS.c.state,
-    _CONNECTIONS.c.version,
-).where(_CONNECTIONS.c.cid.in_(bindparam("cids", expanding=True)))
-_SELECT_LOCKED = _SELECT.order_by(_CONNECTIONS.c.cid).with_for_update()
-# Two IN lists on the primary key's columns (exact pairs are picked in Python): SQLite
-# answers ``(party_id, key) IN (VALUES …)`` with more than one pair by scanning the table.
-_RECORDS_FOR = select(
-    _RECORDS.c.party_id,
-    _RECORDS.c.key,
-    _RECORDS.c.request_hash,
-    _RECORDS.c.status_code,
-    _RECORDS.c.response,
-).where(
-    _RECORDS.c.party_id.in_(bindparam("parties", expanding=True)),
-    _RECORDS.c.key.in_(bindparam("keys", expanding=True)),
-)
-_INSERT_EVENTS = insert(_EVENTS)
-_BUMP = (
-    update(_PARTIES)
-    .where(_PARTIES.c.id == bindparam("b_party"))
-    .values(event_seq=_PARTIES.c.event_seq + bindparam("b_n"))
-)
-_TOPS = select(_PARTIES.c.id, _PARTIES.c.event_seq).where(
-    _PARTIES.c.id.in_(bindparam("parties", expanding=True))
-)
-_INSERT_HELD = insert(_HELD)
-_INSERT_RECORDS = insert(_RECORDS)
 
 
 @dataclass(slots=True)
@@ -149,10 +107,11 @@ async def send_group(
 ) -> list[Any]:
     """Apply ``requests`` (a write batch's sends); one reply or exception per request."""
     session = ctx.session
+    sql = await SendSQL.of(session)
     now = max(r.now for r in requests)  # one instant for the batch: monotonic per chain
     outcomes: list[Any] = [None] * len(requests)
-    pending = await _replays(session, requests, outcomes)
-    chains = await _load(session, {requests[i].cid for i in pending}, states)
+    pending = await _replays(sql, requests, outcomes)
+    chains = await _load(sql, {requests[i].cid for i in pending}, states)
 
     accepted: list[_Accepted] = []
     for i in pending:
@@ -178,21 +137,20 @@ async def send_group(
 
     # From here on, every statement writes: an error fails the whole group (rerun one by one).
     changed = [(cid, chain) for cid, chain in chains.items() if chain.changed]
-    result = await session.execute(
-        SAVE_STATE,
+    saved = await sql.save_states(
         [
-            {
-                "b_cid": cid,
-                "b_version": chain.version,
-                "b_state": chain.state.model_dump_json(),
-                "b_status": chain.state.status,
-                "b_new_version": chain.version + 1,
-                "b_now": now,
-            }
+            (
+                chain.state.model_dump_json(),
+                chain.state.status,
+                chain.version + 1,
+                now,
+                cid,
+                chain.version,
+            )
             for cid, chain in changed
-        ],
+        ]
     )
-    if session.get_bind().dialect.supports_sane_multi_rowcount and result.rowcount != len(changed):  # type: ignore[attr-defined]
+    if saved is not None and saved != len(changed):
         raise StaleWrite("a connection changed under the batch")
 
     def remember() -> None:  # the new states, once they are the committed ones
@@ -200,28 +158,21 @@ async def send_group(
             states.put(cid, chain.version + 1, chain.state)
 
     ctx.after_commit(remember)
-    seqs = (
-        (
-            await session.execute(
-                APPEND_LOG,
-                [
-                    {
-                        "cid": a.request.cid,
-                        "object_id": a.request.obj.id,
-                        "type": a.request.obj.type.value,
-                        "sender_id": a.request.subject.party_id,
-                        "object": object_json(a.request.obj),
-                        "payload": a.request.obj.payload,
-                        "received_at": now,
-                    }
-                    for a in accepted
-                ],
+    seqs = await sql.append_log(
+        [
+            (
+                a.request.cid,
+                a.request.obj.id,
+                a.request.obj.type.value,
+                a.request.subject.party_id,
+                object_json(a.request.obj),
+                a.request.obj.payload,
+                now,
             )
-        )
-        .scalars()
-        .all()
+            for a in accepted
+        ]
     )
-    await _deliver(session, accepted, seqs, now)
+    await _deliver(sql, session, accepted, seqs, now)
 
     records = []
     for a, seq in zip(accepted, seqs, strict=True):
@@ -235,24 +186,13 @@ async def send_group(
         outcomes[a.index] = SendReply(201, text)
         if a.request.idempotency is not None:
             key, digest = a.request.idempotency
-            records.append(
-                {
-                    "party_id": a.request.subject.party_id,
-                    "key": key,
-                    "request_hash": digest,
-                    "status_code": 201,
-                    "response": text,
-                    "created_at": now,
-                }
-            )
+            records.append((a.request.subject.party_id, key, digest, 201, text, now))
     if records:
-        await session.execute(_INSERT_RECORDS, records)
+        await sql.insert_records(records)
     return outcomes
 
 
-async def _replays(
-    session: AsyncSession, requests: list[SendRequest], outcomes: list[Any]
-) -> list[int]:
+async def _replays(sql: SendSQL, requests: list[SendRequest], outcomes: list[Any]) -> list[int]:
     """Answer requests whose ``Idempotency-Key`` already has a stored response; returns
     the indexes of the others. A key twice in one batch: the second waits for the next
     batch, where it finds the first one's response (or, if that was refused, runs)."""
@@ -261,17 +201,16 @@ async def _replays(
     ]
     if not keyed:
         return list(range(len(requests)))
-    rows = await session.execute(
-        _RECORDS_FOR,
-        {"parties": sorted({p for _, p, _ in keyed}), "keys": sorted({k[0] for _, _, k in keyed})},
+    rows = await sql.stored_replies(
+        sorted({p for _, p, _ in keyed}), sorted({k[0] for _, _, k in keyed})
     )
-    found = {(row.party_id, row.key): row for row in rows}
+    found = {(row[0], row[1]): row for row in rows}
     seen: set[tuple[str, str]] = set()
     for i, party, (key, digest) in keyed:
         row = found.get((party, key))
         if row is not None:
             try:
-                code, text = stored_reply(row.request_hash, row.status_code, row.response, digest)
+                code, text = stored_reply(row[2], row[3], row[4], digest)
             except DomainError as exc:
                 outcomes[i] = exc
                 continue
@@ -283,41 +222,28 @@ async def _replays(
     return [i for i, outcome in enumerate(outcomes) if outcome is None]
 
 
-async def _load(session: AsyncSession, cids: set[str], states: StateCache) -> dict[str, _Chain]:
+async def _load(sql: SendSQL, cids: set[str], states: StateCache) -> dict[str, _Chain]:
     if not cids:
         return {}
-    postgres = session.get_bind().dialect.name == "postgresql"
-    rows = await session.execute(_SELECT_LOCKED if postgres else _SELECT, {"cids": sorted(cids)})
     return {
-        row.cid: _Chain(
-            row.inviter_id,
-            row.acceptor_id,
-            row.version,
-            states.parse(row.cid, row.version, row.state),
-        )
-        for row in rows
+        cid: _Chain(inviter, acceptor, version, states.parse(cid, version, state))
+        for cid, inviter, acceptor, state, version in await sql.connections(list(cids))
     }
 
 
-async def _deliver(session: AsyncSession, accepted: list[_Accepted], seqs: Any, now: int) -> None:
+async def _deliver(
+    sql: SendSQL, session: AsyncSession, accepted: list[_Accepted], seqs: list[int], now: int
+) -> None:
     """Put each accepted message in its recipient's stream, or hold it for a muted one."""
     held = []
     delivered: list[tuple[str, str, int]] = []
     for a, seq in zip(accepted, seqs, strict=True):
         if a.held:
-            held.append(
-                {
-                    "party_id": a.recipient,
-                    "cid": a.request.cid,
-                    "log_seq": seq,
-                    "release_at": a.release_time,
-                    "created_at": now,
-                }
-            )
+            held.append((a.recipient, a.request.cid, seq, a.release_time, now))
         else:
             delivered.append((a.recipient, a.request.cid, seq))
     if held:
-        await session.execute(_INSERT_HELD, held)
+        await sql.insert_held(held)
     if not delivered:
         return
     counts = Counter(party for party, _, _ in delivered)
@@ -326,24 +252,12 @@ async def _deliver(session: AsyncSession, accepted: list[_Accepted], seqs: Any, 
     # lock), so the tops read are ours and each party's numbers become visible in order.
     # In id order, as every batch does: two instances' batches never wait on each other
     # in a cycle.
-    bumps = [{"b_party": p, "b_n": n} for p, n in sorted(counts.items())]
-    await session.execute(_BUMP, bumps)
-    rows = await session.execute(_TOPS, {"parties": list(counts)})
-    tops = {row.id: int(row.event_seq) for row in rows}
+    tops = await sql.bump_parties([(n, p) for p, n in sorted(counts.items())])
     next_seq = {party: tops[party] - n + 1 for party, n in counts.items()}
     events = []
     for party, cid, seq in delivered:
         number = next_seq[party]
         next_seq[party] = number + 1
-        events.append(
-            {
-                "party_id": party,
-                "seq": number,
-                "cid": cid,
-                "kind": "message",
-                "log_seq": seq,
-                "created_at": now,
-            }
-        )
-    await session.execute(_INSERT_EVENTS, events)
+        events.append((party, number, cid, "message", seq, now))
+    await sql.insert_events(events)
     touched(session).update(counts)
