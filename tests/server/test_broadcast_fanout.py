@@ -45,3 +45,58 @@ async def test_broadcast_tables_fillfactor_matches_models_after_migrations(
     assert all(not o for n, o in (await options()).items() if n in ("connections", "parties"))
     await upgrade(fresh_database_url)
     assert (await options())["connections"] == ["fillfactor=50"]
+
+
+@pytest.mark.parametrize("which", ["first", "last"])
+async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
+    actor, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A chunk's candidates are decided before its transaction (the first chunk's just
+    before, the next ones while the previous chunk is written). A connection muted after
+    that (here: right after its decision) is decided again on its locked state."""
+    import asyncio
+
+    from rapport_protocol import MessageType as M
+    from rapport_server.messages import endpoints as message_endpoints
+    from rapport_server.messages import service
+
+    from tests.helpers import connect
+
+    monkeypatch.setattr(message_endpoints, "BROADCAST_CHUNK", 2)
+    shop = actor()
+    await shop.register("business", "Shop")
+    people = [actor() for _ in range(4)]
+    by_cid = {}
+    for n, p in enumerate(people):
+        await p.register("person", f"p{n}")
+        cid = await connect(shop, p, person_grants=[{"scope": "message", "topic": "news"}])
+        by_cid[cid] = p
+    target = min(by_cid) if which == "first" else max(by_cid)
+
+    async def mute() -> None:
+        r = await by_cid[target].act(
+            "PUT", f"/v1/connections/{target}/mute", M.MUTE, {"mode": "reject"}, target
+        )
+        assert r.status_code == 200, r.text
+
+    test_loop = asyncio.get_running_loop()
+    original = service.decide_ahead
+    muted: list[str] = []
+
+    async def then_mute(*args, **kwargs):  # type: ignore[no-untyped-def]
+        decided, last = await original(*args, **kwargs)
+        if not muted and any(cid == target for cid, _ in decided):
+            muted.append(target)  # the server runs in its own thread and loop
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(mute(), test_loop))
+        return decided, last
+
+    monkeypatch.setattr(service, "decide_ahead", then_mute)
+    cast = shop.sign(M.MESSAGE, {"topic": "news"}, None, payload="to all")
+    r = await shop.post("/v1/broadcasts", {"object": cast})
+    assert r.status_code == 201, r.text
+    assert muted == [target]
+    body = r.json()
+    assert (body["candidates"], body["delivered"], body["refused"]) == (4, 3, {"muted": 1})
+    for cid, p in by_cid.items():
+        inbox = (await p.get("/v1/messages")).json()["data"]
+        assert [m["content"] for m in inbox] == ([] if cid == target else ["to all"])

@@ -268,22 +268,30 @@ async def broadcast(
     candidates = delivered = held = already = 0
     refused: Counter[str] = Counter()
     after = ""
-    while True:
+    # The next chunk is read and decided while the current one is written.
+    ahead = service.Lookahead(svc.sessionmaker, broadcast, now, BROADCAST_CHUNK)
+    try:
+        while True:
+            decided = await ahead.decided(after)
 
-        async def chunk(ctx: UnitContext, after: str = after) -> service.BroadcastOutcome:
-            return await service.broadcast_chunk(
-                ctx, broadcast, now, after=after, limit=BROADCAST_CHUNK
-            )
+            async def chunk(
+                ctx: UnitContext, after: str = after, decided: service.Decided = decided
+            ) -> service.BroadcastOutcome:
+                return await service.broadcast_chunk(
+                    ctx, broadcast, now, after=after, limit=BROADCAST_CHUNK, decided=decided
+                )
 
-        out = await svc.batcher.submit(chunk)
-        candidates += out.candidates
-        delivered += out.delivered
-        held += out.held
-        already += out.already
-        refused.update(out.refused)
-        if out.last is None:
-            break
-        after = out.last
+            out = await svc.batcher.submit(chunk)
+            candidates += out.candidates
+            delivered += out.delivered
+            held += out.held
+            already += out.already
+            refused.update(out.refused)
+            if out.last is None:
+                break
+            after = out.last
+    finally:
+        await ahead.close()
     if already and not candidates:
         raise DomainError("this broadcast was already delivered", status=409, code="replayed")
     result = BroadcastResult(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,9 +13,9 @@ from rapport_protocol import ConnectionState, MessageType, apply, decide
 from rapport_protocol.decision import Allowed
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.types import MessageBody
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..connections.codec import object_json
 from ..connections.repository import APPEND_LOG, SAVE_STATE
@@ -118,34 +120,48 @@ _LOG = cast(Table, LogEntry.__table__)
 _HELD = cast(Table, HeldMessage.__table__)
 
 # Core statements built once (no ORM identity map for thousands of rows per chunk).
-_CANDIDATES = (
-    select(
-        _CONNECTIONS.c.cid,
-        _CONNECTIONS.c.inviter_id,
-        _CONNECTIONS.c.acceptor_id,
-        _CONNECTIONS.c.state,
-        _CONNECTIONS.c.version,
-    )
-    .where(
-        _CONNECTIONS.c.cid.in_(
-            select(_GRANTS.c.cid).where(
-                _GRANTS.c.grantee_id == bindparam("sender"),
-                _GRANTS.c.scope == "message",
-                _GRANTS.c.topic.in_(bindparam("topics", expanding=True)),
-                # Redundant with the join, but without it PostgreSQL merge-joins the
-                # grants from the first cid on every chunk (quadratic in the audience).
-                _GRANTS.c.cid > bindparam("after"),
-            )
-        ),
-        _CONNECTIONS.c.status == "active",
-        _CONNECTIONS.c.cid > bindparam("after"),
-    )
-    .order_by(_CONNECTIONS.c.cid)
-    .limit(bindparam("limit"))
+_KEY_COLUMNS = (
+    _CONNECTIONS.c.cid,
+    _CONNECTIONS.c.inviter_id,
+    _CONNECTIONS.c.acceptor_id,
+    _CONNECTIONS.c.version,
 )
+
+
+def _candidates(*columns: ColumnElement[Any]) -> Select[Any]:
+    """The next ``limit`` connections above ``after`` whose grants permit the message."""
+    return (
+        select(*columns)
+        .where(
+            _CONNECTIONS.c.cid.in_(
+                select(_GRANTS.c.cid).where(
+                    _GRANTS.c.grantee_id == bindparam("sender"),
+                    _GRANTS.c.scope == "message",
+                    _GRANTS.c.topic.in_(bindparam("topics", expanding=True)),
+                    # Redundant with the join, but without it PostgreSQL merge-joins the
+                    # grants from the first cid on every chunk (quadratic in the audience).
+                    _GRANTS.c.cid > bindparam("after"),
+                )
+            ),
+            _CONNECTIONS.c.status == "active",
+            _CONNECTIONS.c.cid > bindparam("after"),
+        )
+        .order_by(_CONNECTIONS.c.cid)
+        .limit(bindparam("limit"))
+    )
+
+
+_CANDIDATES = _candidates(*_KEY_COLUMNS, _CONNECTIONS.c.state)
 # PostgreSQL: lock the chunk's rows, so no other write changes a state decided on here.
 # (SQLite has one writer: the transaction itself is the lock.)
 _CANDIDATES_LOCKED = _CANDIDATES.with_for_update(of=_CONNECTIONS)
+# With decisions made ahead (:class:`Lookahead`): the same selection without the states,
+# which are read only for candidates whose (cid, version) was not decided ahead.
+_KEYS = _candidates(*_KEY_COLUMNS)
+_KEYS_LOCKED = _KEYS.with_for_update(of=_CONNECTIONS)
+_STATES = select(_CONNECTIONS.c.cid, _CONNECTIONS.c.state).where(
+    _CONNECTIONS.c.cid.in_(bindparam("cids", expanding=True))
+)
 _HOLDERS = select(_LOG.c.cid).where(
     _LOG.c.object_id == bindparam("object_id"),
     _LOG.c.cid >= bindparam("first"),
@@ -163,8 +179,122 @@ class _Recipient:
     release_at: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """The protocol's verdict on one candidate's state, and its new state if allowed."""
+
+    state: str | None
+    """The new state's text (``apply``), or ``None``: refused with ``code``."""
+    code: str = ""
+    held: bool = False
+    release_at: int | None = None
+
+
+Decided = dict[tuple[str, int], _Decision]
+"""Decisions made ahead of a chunk's transaction, by the (cid, version) of the state each was
+made on. A connection's version is bumped on every change of its state, so a decision is
+used only if the row locked in the transaction still has that version."""
+
+
+def _decide(obj: SignedObject, state_text: str, now: int) -> _Decision:
+    state = ConnectionState.model_validate_json(state_text)
+    verdict = decide(state, obj, now)
+    if isinstance(verdict, Allowed):
+        return _Decision(
+            apply(state, obj, now).model_dump_json(),
+            held=verdict.held,
+            release_at=verdict.release_time,
+        )
+    return _Decision(None, verdict.code)
+
+
+async def decide_ahead(
+    session: AsyncSession, broadcast: Broadcast, now: int, *, after: str, limit: int
+) -> tuple[Decided, str | None]:
+    """Read (without locks, outside any write) and decide the candidates that the chunk
+    after ``after`` will select; returns the decisions and the last cid when more may
+    follow. The chunk re-selects and locks its rows and uses a decision only where the
+    version matches, so this is only ever an early start on the same work."""
+    found = (
+        await session.execute(
+            _CANDIDATES,
+            {
+                "sender": broadcast.sender_id,
+                "topics": broadcast.topics,
+                "after": after,
+                "limit": limit,
+            },
+        )
+    ).all()
+    await session.rollback()  # end the read snapshot before the CPU-bound part
+    decided: Decided = {}
+    for n, row in enumerate(found, 1):
+        decided[(row.cid, row.version)] = _decide(broadcast.obj, row.state, now)
+        if n % 100 == 0:
+            await asyncio.sleep(0)  # let the chunk being written (and others) proceed
+    return decided, found[-1].cid if len(found) == limit else None
+
+
+class Lookahead:
+    """Overlaps a broadcast's Python work with its database work: while chunk *k* is
+    written (the write batcher's transaction waiting on the database), the candidates of
+    chunk *k + 1* are read on another connection and decided (:func:`decide_ahead`).
+
+    ``decided(after)`` returns the decisions for the chunk after ``after`` (read now if the
+    one prepared ahead started elsewhere) and starts on the chunk after it.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        broadcast: Broadcast,
+        now: int,
+        limit: int,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._broadcast = broadcast
+        self._now = now
+        self._limit = limit
+        self._next: asyncio.Task[tuple[str, Decided, str | None]] | None = None
+
+    async def _read(self, after: str) -> tuple[str, Decided, str | None]:
+        async with self._sessionmaker() as session:
+            decided, last = await decide_ahead(
+                session, self._broadcast, self._now, after=after, limit=self._limit
+            )
+        return after, decided, last
+
+    async def decided(self, after: str) -> Decided:
+        task, self._next = self._next, None
+        ready: tuple[str, Decided, str | None] | None = None
+        if task is not None:
+            try:
+                ready = await task
+            except Exception:
+                ready = None  # the chunk decides on its own (and meets the error, if any)
+        if ready is None or ready[0] != after:
+            ready = await self._read(after)
+        _, decided, last = ready
+        if last is not None:
+            self._next = asyncio.create_task(self._read(last))
+        return decided
+
+    async def close(self) -> None:
+        """Wait for a read still running (not cancelled mid-statement)."""
+        task, self._next = self._next, None
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+
+
 async def broadcast_chunk(
-    ctx: UnitContext, broadcast: Broadcast, now: int, *, after: str, limit: int
+    ctx: UnitContext,
+    broadcast: Broadcast,
+    now: int,
+    *,
+    after: str,
+    limit: int,
+    decided: Decided | None = None,
 ) -> BroadcastOutcome:
     """Deliver one signed message to the next ``limit`` connections (by cid, above
     ``after``) whose grants permit it now and that do not have it yet.
@@ -175,14 +305,20 @@ async def broadcast_chunk(
     crash resumes when the client retries it. Selection is one indexed query (grants in
     force naming this sender and topic); each candidate's decision (mutes, quiet hours,
     caps) is the protocol's ``decide`` and its new state the protocol's ``apply``; the
-    writes are a few set-based statements per chunk.
+    writes are a few set-based statements per chunk. With ``decided`` (made ahead of this
+    transaction, :class:`Lookahead`), the selection reads no states, and only candidates
+    whose locked version has no decision there are read and decided here.
     """
     session = ctx.session
     postgres = session.get_bind().dialect.name == "postgresql"
     obj = broadcast.obj
+    if decided is None:
+        query = _CANDIDATES_LOCKED if postgres else _CANDIDATES
+    else:
+        query = _KEYS_LOCKED if postgres else _KEYS
     found = (
         await session.execute(
-            _CANDIDATES_LOCKED if postgres else _CANDIDATES,
+            query,
             {
                 "sender": broadcast.sender_id,
                 "topics": broadcast.topics,
@@ -202,28 +338,37 @@ async def broadcast_chunk(
             )
         ).scalars()
     )
-    already = sum(1 for row in found if row.cid in holders)
+    todo = [row for row in found if row.cid not in holders]
+    already = len(found) - len(todo)
+    states: dict[str, str] = {}
+    if decided is None:
+        states = {row.cid: row.state for row in todo}
+        decided = {}
+    else:
+        missing = [row.cid for row in todo if (row.cid, row.version) not in decided]
+        if missing:
+            rows = await session.execute(_STATES, {"cids": missing})
+            states = {cid: state for cid, state in rows}
     refused: Counter[str] = Counter()
     accepted: list[_Recipient] = []
     sender = broadcast.sender_id
-    for row in found:
-        if row.cid in holders:
+    for row in todo:
+        decision = decided.get((row.cid, row.version))
+        if decision is None:
+            decision = _decide(obj, states[row.cid], now)
+        if decision.state is None:
+            refused[decision.code] += 1
             continue
-        state = ConnectionState.model_validate_json(row.state)
-        verdict = decide(state, obj, now)
-        if isinstance(verdict, Allowed):
-            accepted.append(
-                _Recipient(
-                    row.cid,
-                    row.acceptor_id if row.inviter_id == sender else row.inviter_id,
-                    row.version,
-                    apply(state, obj, now).model_dump_json(),
-                    verdict.held,
-                    verdict.release_time,
-                )
+        accepted.append(
+            _Recipient(
+                row.cid,
+                row.acceptor_id if row.inviter_id == sender else row.inviter_id,
+                row.version,
+                decision.state,
+                decision.held,
+                decision.release_at,
             )
-        else:
-            refused[verdict.code] += 1
+        )
     held = sum(1 for r in accepted if r.held)
     if accepted:
         write = _enqueue_postgres if postgres else _enqueue
