@@ -26,23 +26,25 @@ from .writes import WriteBatcher
 class PartyCache:
     """Short-lived cache of (party id → current did, kind) for token checks.
 
-    Entries live ``ttl`` seconds; this instance drops an entry at once when it changes the
-    party (rotation, deletion), other instances within ``ttl``.
+    An entry serves for ``ttl`` seconds after it was read from the database (a caller may
+    accept an older one, see ``get``); this instance drops an entry at once when it changes
+    the party (rotation, deletion), other instances see the change within that age.
     """
 
     ttl: float = 2.0
     _entries: dict[str, tuple[float, str, str]] = field(default_factory=dict)
 
-    def get(self, party_id: str) -> tuple[str, str] | None:
+    def get(self, party_id: str, max_age: float | None = None) -> tuple[str, str] | None:
+        """(did, kind) if read at most ``max_age`` (default ``ttl``) seconds ago."""
         hit = self._entries.get(party_id)
-        if hit is None or hit[0] < time.monotonic():
+        if hit is None or time.monotonic() - hit[0] > (self.ttl if max_age is None else max_age):
             return None
         return hit[1], hit[2]
 
     def put(self, party_id: str, did: str, kind: str) -> None:
         if len(self._entries) > 100_000:
             self._entries.clear()
-        self._entries[party_id] = (time.monotonic() + self.ttl, did, kind)
+        self._entries[party_id] = (time.monotonic(), did, kind)
 
     def drop(self, party_id: str) -> None:
         self._entries.pop(party_id, None)

@@ -64,15 +64,25 @@ async def current_subject(
     return await subject_of(svc, credentials.credentials if credentials is not None else None)
 
 
-async def subject_of(svc: Services, token: str | None) -> Subject:
-    """The party behind the bearer ``token`` (``None``: no bearer token was sent)."""
+SEND_PARTY_MAX_AGE = 30.0
+"""How stale a cached (party → current key) entry a *send* accepts, in seconds. A send
+cannot profit from a stale entry: its object must be signed by the token's key, and the
+connection's own state names each party's current key (a rotation is applied to every
+connection of the party, a deletion severs them), so a rotated-out key is refused there
+(``not_a_party``). Re-reading the party every ``PartyCache.ttl`` seconds per sender was
+~3.5% of a send's server CPU (bench/PROFILE.md)."""
+
+
+async def subject_of(svc: Services, token: str | None, *, max_age: float | None = None) -> Subject:
+    """The party behind the bearer ``token`` (``None``: no bearer token was sent).
+    ``max_age``: the oldest cached party entry to accept (default: the cache's ``ttl``)."""
     token = token.strip() if token is not None else None
     if not token:
         raise Unauthenticated(
             "send 'Authorization: Bearer <access token>'", headers={"WWW-Authenticate": "Bearer"}
         )
     party_id, did = svc.tokens.check(token, svc.clock())
-    cached = svc.parties.get(party_id)
+    cached = svc.parties.get(party_id, max_age)
     if cached is None:
         async with svc.sessionmaker() as s:
             party = await parties.get(s, party_id)
@@ -150,7 +160,8 @@ async def signed_request(request: Request) -> SignedRequest:
     code (bench/PROFILE.md). So the bearer token is read here, the way ``HTTPBearer``
     reads it, and routes using this declare the scheme with :data:`BEARER_SECURITY`."""
     svc: Services = request.app.state.services
-    subject = await subject_of(svc, bearer(request.headers.get("authorization")))
+    token = bearer(request.headers.get("authorization"))
+    subject = await subject_of(svc, token, max_age=SEND_PARTY_MAX_AGE)
     return SignedRequest(svc, subject, await verified_body(request, svc))
 
 

@@ -276,3 +276,37 @@ async def test_a_refusal_by_the_grants_comes_before_a_broken_chain(
         assert granted.status_code == 409 and granted.json()["code"] == "chain_broken"
         shop.rewind(cid, seq, prev)
         assert (await shop.send(cid, "news", "two")).status_code == 201
+
+
+async def test_a_stale_key_cached_for_sends_cannot_send_after_a_rotation(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    """Sends accept a party entry up to SEND_PARTY_MAX_AGE old; an instance that has not
+    yet seen a rotation (simulated: the old entry put back) still refuses the old key,
+    because the connection's state names the new one."""
+    from rapport_protocol import SigningKey
+
+    from tests.helpers import assertion
+
+    base, svc, clock = served
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, ann = await actors(base, clock, http, 2)
+        cid = await connect(shop, ann, person_grants=NEWS, business_grants=NEWS)
+        assert (await ann.send(cid, "news", "before")).status_code == 201
+        old_did, old_headers = ann.did, dict(ann.headers)
+        new = SigningKey.generate()
+        rotation = ann.sign(M.KEY_ROTATION, {"new_key": new.did})
+        r = await ann.post(
+            "/v1/parties/me/keys",
+            {
+                "object": rotation,
+                "assertion": assertion(new, f"{base}/v1/parties/me/keys", clock()),
+            },
+        )
+        assert r.status_code == 200, r.text
+        svc.parties.put(ann.party_id, old_did, "person")  # as another instance still has it
+        stale = ann.sign(M.MESSAGE, {"topic": "news"}, cid, payload="old key")
+        r = await http.post(
+            f"{base}/v1/connections/{cid}/messages", json={"object": stale}, headers=old_headers
+        )
+        assert r.status_code == 403 and r.json()["code"] == "not_a_party", r.text

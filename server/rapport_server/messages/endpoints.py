@@ -25,6 +25,7 @@ from ..tables import Event, LogEntry
 from ..web import (
     BEARER_SECURITY,
     IDEMPOTENCY_HEADER,
+    SEND_PARTY_MAX_AGE,
     ObjectDep,
     PageDep,
     ServicesDep,
@@ -150,7 +151,7 @@ class SendRoute:
                 authorization = value.decode("latin-1")
             elif name == b"idempotency-key" and key is None:
                 key = value.decode("latin-1")
-        subject = await subject_of(svc, bearer(authorization))
+        subject = await subject_of(svc, bearer(authorization), max_age=SEND_PARTY_MAX_AGE)
         chunks = []
         while True:  # the body-limit middleware has bounded it already
             message = await receive()
