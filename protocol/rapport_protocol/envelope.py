@@ -213,7 +213,13 @@ def _summarise(exc: ValidationError) -> str:
     return f"body.{where}: {first.get('msg', 'invalid')}"
 
 
-def verify(raw: Any, *, now: int | None = None, skew: int = DEFAULT_SKEW_SECONDS) -> SignedObject:
+def verify(
+    raw: Any,
+    *,
+    now: int | None = None,
+    skew: int = DEFAULT_SKEW_SECONDS,
+    text_size: int | None = None,
+) -> SignedObject:
     """Check a parsed object completely except its place in a chain, and return it typed.
 
     Checks, in order: size (``json_too_large``: the canonical form of the whole object is
@@ -224,8 +230,13 @@ def verify(raw: Any, *, now: int | None = None, skew: int = DEFAULT_SKEW_SECONDS
     signature (``bad_signature``), and, when ``now`` is given, ``created_time`` within
     ``skew`` seconds of ``now`` (``clock_skew``) and ``expires_time`` after ``now``
     (``object_expired``). Chain continuity needs state: see :func:`rapport_protocol.state.apply`.
+
+    ``text_size``: the length in bytes of the strict JSON text ``raw`` was parsed from (or
+    of a text containing it). The canonical form is never longer than such a text (it
+    drops whitespace, and each of its tokens is the shortest spelling JSON allows), so an
+    object from a text within :data:`MAX_OBJECT_BYTES` needs no size computation.
     """
-    if isinstance(raw, dict):
+    if isinstance(raw, dict) and (text_size is None or text_size > MAX_OBJECT_BYTES):
         check_size(raw)
     mtype, body = _check_shape(raw)
     sender = raw["from"]
@@ -270,7 +281,8 @@ def parse(
     limits: strict_json.Limits = strict_json.DEFAULT_LIMITS,
 ) -> SignedObject:
     """Strictly parse signed bytes and :func:`verify` them."""
-    return verify(strict_json.loads(data, limits), now=now, skew=skew)
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    return verify(strict_json.loads(data, limits), now=now, skew=skew, text_size=size)
 
 
 def _typed(raw: dict[str, Any], mtype: MessageType, body: BaseModel) -> SignedObject:

@@ -136,7 +136,12 @@ def verify_body(raw: bytes, svc: Services) -> SignedObject:
             raise DomainError(
                 'the body is {"object": <signed object>}', status=422, code="validation_error"
             )
-        return envelope.verify(doc["object"], now=svc.clock(), skew=svc.settings.clock_skew_seconds)
+        return envelope.verify(
+            doc["object"],
+            now=svc.clock(),
+            skew=svc.settings.clock_skew_seconds,
+            text_size=len(raw),
+        )
     except errors.ProtocolError as exc:
         raise to_problem(exc) from None
 

@@ -135,3 +135,33 @@ def test_object_size_counts_every_escape_like_jcs() -> None:
     every_bmp_char = "".join(chr(c) for c in range(0x10000) if not 0xD800 <= c < 0xE000)
     value = {"s": every_bmp_char, "astral": "\U0001f600\U0010ffff"}
     assert object_size(value) == len(canonicalize(value))
+
+
+# Any JSON text of a value: compact or spaced, escaped to ASCII or not, keys in any order.
+_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=10)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values, st.booleans(), st.sampled_from([None, 0, 2]), st.booleans())
+def test_no_json_text_is_shorter_than_the_canonical_form(
+    value: Any, ascii_only: bool, indent: int | None, reverse: bool
+) -> None:
+    """What lets ``verify(text_size=…)`` skip the size computation for small texts."""
+    import json
+
+    if reverse and isinstance(value, dict):
+        value = dict(reversed(list(value.items())))
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=indent).encode()
+    parsed = strict_json.loads(text)
+    assert len(canonicalize(parsed)) <= len(text)
+
+
+def test_a_large_text_still_gets_the_size_check() -> None:
+    obj = message("x" * 100).to_json()
+    with pytest.raises(errors.JsonTooLarge):
+        verify({**obj, "payload": "y" * (MAX_OBJECT_BYTES + 1)}, text_size=MAX_OBJECT_BYTES + 9)
