@@ -11,6 +11,7 @@ state), all before the 201.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -36,6 +37,7 @@ async def prepare_fanout(
 
         sender = actor()
         await sender.register("business", f"Broadcaster {n}")
+        await _sample_message(actor)
         jobs: list[tuple[Template, int, int, int]] = []
         remaining = n
         next_number = start
@@ -66,6 +68,24 @@ async def prepare_fanout(
             jobs.append((Template(cid, person.party_id, person.did), next_number, count - 1, 0))
             next_number += count - 1
         return sender, jobs
+
+
+async def _sample_message(actor: Callable[[], Actor]) -> None:
+    """One message stored between two other parties: the seeding copies its size (run
+    alone, ``--only broadcast`` had no stored message to copy)."""
+    shop, person = actor(), actor()
+    await shop.register("business", "Sample sender")
+    await person.register("person", "Sample recipient")
+    cid = await connect(shop, person, person_grants=[{"scope": "message", "topic": TOPIC}])
+    r = await shop.act(
+        "POST",
+        f"/v1/connections/{cid}/messages",
+        MessageType.MESSAGE,
+        {"topic": TOPIC},
+        cid,
+        payload="Spring sale starts tomorrow, 20% off everything (0).",
+    )
+    assert r.status_code == 201, r.text
 
 
 async def run_broadcasts(
