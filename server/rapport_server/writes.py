@@ -15,7 +15,6 @@ raises :class:`StaleWrite` and is retried in the next batch, a bounded number of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -24,6 +23,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .background import stop_task
 from .events.store import touched
 from .metrics import WRITE_BATCHES, WRITE_UNITS
 
@@ -114,9 +114,7 @@ class WriteBatcher:
         if self._task is None:
             return
         await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await stop_task(self._task)
         self._task = None
 
     async def submit(self, unit: Unit[T], *, savepoint: bool = True) -> T:

@@ -26,6 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..background import stop_task
+
 log = structlog.get_logger(__name__)
 
 ANY = "*"
@@ -132,11 +134,8 @@ class PostgresNotifier(LocalNotifier):
                 await self._connected.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await super().stop()
 
     async def publish_in_transaction(

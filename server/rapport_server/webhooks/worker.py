@@ -30,6 +30,7 @@ import structlog
 from sqlalchemy import ColumnElement, Table, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ..background import stop_task
 from ..config import Settings
 from ..events import service as events
 from ..events.notify import ANY, LocalNotifier
@@ -149,11 +150,8 @@ class DeliveryWorker:
         self._task = asyncio.create_task(self.run(), name="rapport-webhook-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self._client.aclose()
 
     async def run(self) -> None:
