@@ -209,6 +209,16 @@ def _decide(obj: SignedObject, state_text: str, now: int) -> _Decision:
     return _Decision(None, verdict.code)
 
 
+def _selection(broadcast: Broadcast, after: str, limit: int) -> dict[str, Any]:
+    """The parameters of a chunk's candidate (or key) selection."""
+    return {
+        "sender": broadcast.sender_id,
+        "topics": broadcast.topics,
+        "after": after,
+        "limit": limit,
+    }
+
+
 async def decide_ahead(
     session: AsyncSession, broadcast: Broadcast, now: int, *, after: str, limit: int
 ) -> tuple[Decided, str | None]:
@@ -216,17 +226,7 @@ async def decide_ahead(
     after ``after`` will select; returns the decisions and the last cid when more may
     follow. The chunk re-selects and locks its rows and uses a decision only where the
     version matches, so this is only ever an early start on the same work."""
-    found = (
-        await session.execute(
-            _CANDIDATES,
-            {
-                "sender": broadcast.sender_id,
-                "topics": broadcast.topics,
-                "after": after,
-                "limit": limit,
-            },
-        )
-    ).all()
+    found = (await session.execute(_CANDIDATES, _selection(broadcast, after, limit))).all()
     await session.rollback()  # end the read snapshot before the CPU-bound part
     decided: Decided = {}
     for n, (cid, _, _, version, state) in enumerate(found, 1):
@@ -317,17 +317,7 @@ async def broadcast_chunk(
         query = _CANDIDATES_LOCKED if postgres else _CANDIDATES
     else:
         query = _KEYS_LOCKED if postgres else _KEYS
-    found = (
-        await session.execute(
-            query,
-            {
-                "sender": broadcast.sender_id,
-                "topics": broadcast.topics,
-                "after": after,
-                "limit": limit,
-            },
-        )
-    ).all()
+    found = (await session.execute(query, _selection(broadcast, after, limit))).all()
     if not found:
         return BroadcastOutcome(0, 0, 0, {})
     last = found[-1][0] if len(found) == limit else None
