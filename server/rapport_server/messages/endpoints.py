@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from rapport_protocol import MessageType
+from rapport_protocol.envelope import SignedObject
 from rapport_protocol.types import MessageBody
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request as StarletteRequest
@@ -18,7 +19,7 @@ from ..connections import repository as conn_repo
 from ..connections import service as conn_service
 from ..connections.codec import wire_object
 from ..connections.endpoints import BODY, WRITE_ERRORS, Cid
-from ..domain import Conflict, DomainError, NotFound
+from ..domain import Conflict, DomainError, NotFound, Subject
 from ..schemas import BroadcastResult, InboxMessage, Page, SendResult
 from ..services import Services
 from ..tables import Event, LogEntry
@@ -63,21 +64,31 @@ async def send(cid: Cid, request: Request, signed: SignedRequestDep) -> Response
     grants allow it now; otherwise refused with the reason (403/409/410/429)."""
     # Served by SendRoute below; this route documents the operation and answers requests
     # SendRoute passes on (a cid that is not 32 hex digits: 422, as for every route).
-    svc = signed.svc
-    conn_service.require_type(signed.obj, {MessageType.MESSAGE})
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    idem = idempotency(key, request.method, request.url.path, await request.body())
     reply = await accept_send(
-        svc, sending.SendRequest(signed.subject, cid, signed.obj, svc.clock(), idem)
+        signed.svc, signed.subject, cid, signed.obj, key, request.url.path, await request.body()
     )
     if reply.replayed:
         return replayed_response(reply.status_code, reply.text)
     return Response(reply.text, status_code=reply.status_code, media_type="application/json")
 
 
-async def accept_send(svc: Services, send_request: sending.SendRequest) -> sending.SendReply:
-    """Apply one verified send through the write batcher (set-based: every send waiting
-    for the same commit is applied by one ``Sends`` group call)."""
+async def accept_send(
+    svc: Services,
+    subject: Subject,
+    cid: str,
+    obj: SignedObject,
+    key: str | None,
+    path: str,
+    body: bytes,
+) -> sending.SendReply:
+    """The send after its subject and object are verified, for both routes: the type
+    check, the ``Idempotency-Key`` (``key``, digested with the path and body), then the
+    write batcher (set-based: every send waiting for the same commit is applied by one
+    ``Sends`` group call)."""
+    conn_service.require_type(obj, {MessageType.MESSAGE})
+    idem = idempotency(key, "POST", path, body)
+    send_request = sending.SendRequest(subject, cid, obj, svc.clock(), idem)
 
     async def unit(ctx: UnitContext) -> sending.SendReply:
         return await svc.sends.one(ctx, send_request)
@@ -160,9 +171,7 @@ class SendRoute:
                 break
         body = b"".join(chunks)
         obj = verify_body(body, svc)
-        conn_service.require_type(obj, {MessageType.MESSAGE})
-        idem = idempotency(key, "POST", scope["path"], body)
-        reply = await accept_send(svc, sending.SendRequest(subject, cid, obj, svc.clock(), idem))
+        reply = await accept_send(svc, subject, cid, obj, key, scope["path"], body)
         headers = [_JSON, _REPLAYED] if reply.replayed else [_JSON]
         return reply.status_code, reply.text, headers
 
