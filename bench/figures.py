@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bench import load, report, seed, servers
 from bench.context import (
@@ -27,12 +27,29 @@ from bench.report import Row, pending
 from bench.workload import Link, Population
 
 
+@dataclass(frozen=True)
+class SendCpu:
+    """CPU time per message of a peak run: the server's, and PostgreSQL's (``None`` on
+    SQLite, which runs inside the server process)."""
+
+    server_ms: float
+    database_ms: float | None = None
+
+    def __str__(self) -> str:
+        text = f"server {self.server_ms:.2f} CPU ms/msg"
+        if self.database_ms is not None:
+            text += f", PostgreSQL {self.database_ms:.2f}"
+        return text
+
+
 def send_peak(
     ctx: Context, backend: str, srv: servers.Server, pop: Population, db_url: str, label: str
-) -> tuple[load.LoadResult, float]:
-    """Peak send throughput; returns the result and the server CPU ms per message."""
+) -> tuple[load.LoadResult, SendCpu]:
+    """Peak send throughput; returns the result and the CPU per message."""
     path = presign_run(ctx, pop, db_url, ctx.plan.max_rate, f"{backend}-{label}-peak")
+    postgres = backend == "postgres"
     cpu0 = srv.cpu_seconds()
+    db0 = servers.postgres_cpu_seconds() if postgres else 0.0
     res = load.peak(
         srv.url,
         path,
@@ -41,22 +58,23 @@ def send_peak(
         cpu=ctx.load_cpu,
         tool=ctx.tool,
     )
-    cpu_ms = (srv.cpu_seconds() - cpu0) * 1000 / max(1, res.ok)
-    ctx.log(
-        f"send[{backend}/{label}]: {res.rate:,.0f} msg/s, p99 {res.p99_ms:.0f} ms, "
-        f"{cpu_ms:.2f} CPU ms/msg {res.detail}"
+    per = 1000 / max(1, res.ok)
+    cpu = SendCpu(
+        (srv.cpu_seconds() - cpu0) * per,
+        (servers.postgres_cpu_seconds() - db0) * per if postgres else None,
     )
-    return res, cpu_ms
+    ctx.log(
+        f"send[{backend}/{label}]: {res.rate:,.0f} msg/s, p99 {res.p99_ms:.0f} ms, {cpu} "
+        f"{res.detail}"
+    )
+    return res, cpu
 
 
-def send_rows(ctx: Context, backend: str, res: load.LoadResult, cpu_ms: float) -> None:
+def send_rows(ctx: Context, backend: str, res: load.LoadResult, cpu: SendCpu) -> None:
     http = limit_http(ctx)
     crypto_rate = crypto(ctx)
     _, batched = ctx.refs[f"limit_db/{backend}"], ctx.refs[f"limit_db/{backend}/100"]
-    note = (
-        f"{res.tool}, {ctx.plan.connections} conns, {ctx.plan.links} chains; "
-        f"server {cpu_ms:.2f} CPU ms/msg"
-    )
+    note = f"{res.tool}, {ctx.plan.connections} conns, {ctx.plan.links} chains; {cpu}"
     if res.detail:
         note += f"; {res.detail}"
     ctx.rows.append(
@@ -243,7 +261,7 @@ def scale(
         f"{counts['events']:,} events (seeded in {seeded:.0f} s)"
     )
     with start_server() as srv:
-        res, cpu_ms = send_peak(ctx, backend, srv, pop, db_url, "scale")
+        res, cpu = send_peak(ctx, backend, srv, pop, db_url, "scale")
         lat = (
             latency(ctx, srv, pop, db_url, small.rate50, f"{backend}-scale-lat")
             if small.latency
@@ -258,7 +276,7 @@ def scale(
             f"small-db figure {report.rate(small.peak.rate)}",
             res.rate / small.peak.rate if small.peak.rate else None,
             "",
-            f"{sizes}; {cpu_ms:.2f} CPU ms/msg" + (f"; {res.detail}" if res.detail else ""),
+            f"{sizes}; {cpu}" + (f"; {res.detail}" if res.detail else ""),
         )
     )
     if lat is not None and small.latency is not None:
@@ -446,10 +464,10 @@ def run_backend(ctx: Context, backend: str) -> None:
         with start_server(migrate=True) as srv:
             if need_send:
                 pop = new_population(srv.url, ctx.plan)
-                peak, cpu_ms = send_peak(ctx, backend, srv, pop, db_url, "small")
+                peak, cpu = send_peak(ctx, backend, srv, pop, db_url, "small")
                 small = Small(peak, rss=srv.rss(), rate50=peak.rate / 2)
                 if ctx.wants("send", "scale"):
-                    send_rows(ctx, backend, peak, cpu_ms)
+                    send_rows(ctx, backend, peak, cpu)
                 if ctx.wants("latency", "scale") and peak.rate > 0:
                     small.latency = latency(
                         ctx, srv, pop, db_url, small.rate50, f"{backend}-small-lat"

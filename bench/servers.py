@@ -55,6 +55,24 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time used so far by this machine's PostgreSQL processes (every
+    process named ``postgres``: backends, WAL writer, checkpointer; Linux /proc). Only
+    meaningful as a difference over a run in which nothing else uses the server."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, _, rest = (entry / "stat").read_text().rpartition(")")
+        except OSError:
+            continue  # the process ended meanwhile
+        if head.partition("(")[2] == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     """A running server process."""
