@@ -100,3 +100,39 @@ async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
     for cid, p in by_cid.items():
         inbox = (await p.get("/v1/messages")).json()["data"]
         assert [m["content"] for m in inbox] == ([] if cid == target else ["to all"])
+
+
+@pytest.mark.parametrize("case", ["uncapped", "earlier", "capped", "held", "muted", "stranger"])
+def test_broadcast_decision_gives_the_state_text_that_apply_and_dump_give(case: str) -> None:
+    """A chunk's decisions skip dumping the new state when only ``last_time`` changed
+    (the stored text with that member replaced): the text must be the same."""
+    from rapport_protocol import ConnectionState, SigningKey, apply, decide, sign
+    from rapport_protocol import MessageType as M
+    from rapport_protocol.decision import Allowed
+    from rapport_protocol.types import GrantSpec
+    from rapport_server.messages.service import _decide
+
+    from tests.protocol.conftest import T0, connect
+
+    rate = {"count": 3, "period": "P1D"} if case == "capped" else None
+    c = connect(
+        person_grants=[
+            GrantSpec.model_validate({"scope": "message", "topic": "news", "rate": rate})
+        ]
+    )
+    if case in ("held", "muted"):
+        c.send(c.person, M.MUTE, {"mode": "hold" if case == "held" else "reject"}, T0 + 1)
+    key = SigningKey.from_seed(b"\x55" * 32) if case == "stranger" else c.business.key
+    cast = sign(key, M.MESSAGE, {"topic": "news"}, created_time=T0 + 10, payload="hi")
+    now = T0 - 100 if case == "earlier" else T0 + 10
+    text = c.state.model_dump_json()
+    state = ConnectionState.model_validate_json(text)
+    verdict = decide(state, cast, now)
+    got = _decide(cast, text, now)
+    if isinstance(verdict, Allowed):
+        assert got.state == apply(state, cast, now).model_dump_json()
+        assert (got.held, got.release_at) == (verdict.held, verdict.release_time)
+        assert case in ("uncapped", "earlier", "capped", "held")
+    else:
+        assert (got.state, got.code) == (None, verdict.code)
+        assert case in ("muted", "stranger")

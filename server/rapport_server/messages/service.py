@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from rapport_protocol import ConnectionState, MessageType, apply, decide
+from rapport_protocol import ConnectionState, MessageType, decide
 from rapport_protocol.decision import Allowed
 from rapport_protocol.envelope import SignedObject
+from rapport_protocol.errors import ProtocolError
+from rapport_protocol.state import apply_decided
 from rapport_protocol.types import MessageBody
 from sqlalchemy import ColumnElement, Select, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import CursorResult
@@ -197,16 +199,44 @@ made on. A connection's version is bumped on every change of its state, so a dec
 used only if the row locked in the transaction still has that version."""
 
 
+# Every ConnectionState field but ``last_time``, the one a broadcast usually changes.
+_KEPT_FIELDS = tuple(name for name in ConnectionState.model_fields if name != "last_time")
+
+
+def _new_state_text(text: str, old: ConnectionState, new: ConnectionState) -> str:
+    """The storage text of ``new``, applied on ``old`` (stored as ``text``).
+
+    An uncapped grant counts nothing, so a broadcast changes only ``last_time`` (the
+    other fields are the very same objects): then it is ``text`` with that member's value
+    replaced — the last member, as ``model_dump_json`` writes it — which parses to
+    ``new``, at a tenth of the cost of dumping ``new`` (~4 us of ~25 per candidate).
+    """
+    before, after = old.__dict__, new.__dict__
+    if all(before[name] is after[name] for name in _KEPT_FIELDS):
+        if new.last_time == old.last_time:
+            return text
+        suffix = f'"last_time":{old.last_time}}}'
+        if text.endswith(suffix):
+            return f'{text[: -len(suffix)]}"last_time":{new.last_time}}}'
+    return new.model_dump_json()
+
+
 def _decide(obj: SignedObject, state_text: str, now: int) -> _Decision:
     state = ConnectionState.model_validate_json(state_text)
-    verdict = decide(state, obj, now)
-    if isinstance(verdict, Allowed):
-        return _Decision(
-            apply(state, obj, now).model_dump_json(),
-            held=verdict.held,
-            release_at=verdict.release_time,
-        )
-    return _Decision(None, verdict.code)
+    try:
+        # ``apply_decided`` runs ``decide`` and returns its verdict with the new state.
+        new, verdict = apply_decided(state, obj, now)
+    except ProtocolError:
+        refusal = decide(state, obj, now)  # the refusal's stable code
+        if isinstance(refusal, Allowed):
+            raise
+        return _Decision(None, refusal.code)
+    assert verdict is not None
+    return _Decision(
+        _new_state_text(state_text, state, new),
+        held=verdict.held,
+        release_at=verdict.release_time,
+    )
 
 
 def _selection(broadcast: Broadcast, after: str, limit: int) -> dict[str, Any]:
