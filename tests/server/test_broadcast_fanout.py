@@ -47,13 +47,15 @@ async def test_broadcast_tables_fillfactor_matches_models_after_migrations(
     assert (await options())["connections"] == ["fillfactor=50"]
 
 
+@pytest.mark.parametrize("change", ["mute", "sever"])
 @pytest.mark.parametrize("which", ["first", "last"])
 async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
-    actor, monkeypatch: pytest.MonkeyPatch, which: str
+    actor, monkeypatch: pytest.MonkeyPatch, which: str, change: str
 ) -> None:  # type: ignore[no-untyped-def]
     """A chunk's candidates are decided before its transaction (the first chunk's just
-    before, the next ones while the previous chunk is written). A connection muted after
-    that (here: right after its decision) is decided again on its locked state."""
+    before, the next ones while the previous chunk is written). A connection changed after
+    that (here: right after its decision) fails its compare-and-swap and is selected and
+    decided again, locked: muted, it is refused; severed, it is no longer a candidate."""
     import asyncio
 
     from rapport_protocol import MessageType as M
@@ -74,9 +76,14 @@ async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
     target = min(by_cid) if which == "first" else max(by_cid)
 
     async def mute() -> None:
-        r = await by_cid[target].act(
-            "PUT", f"/v1/connections/{target}/mute", M.MUTE, {"mode": "reject"}, target
-        )
+        person = by_cid[target]
+        if change == "mute":
+            r = await person.act(
+                "PUT", f"/v1/connections/{target}/mute", M.MUTE, {"mode": "reject"}, target
+            )
+        else:
+            path, body = f"/v1/connections/{target}/sever", {"data": "retain_legal"}
+            r = await person.act("POST", path, M.SEVER, body, target)
         assert r.status_code == 200, r.text
 
     test_loop = asyncio.get_running_loop()
@@ -84,11 +91,11 @@ async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
     muted: list[str] = []
 
     async def then_mute(*args, **kwargs):  # type: ignore[no-untyped-def]
-        decided, last = await original(*args, **kwargs)
-        if not muted and any(cid == target for cid, _ in decided):
+        decided = await original(*args, **kwargs)
+        if not muted and any(c.cid == target for c in decided.candidates):
             muted.append(target)  # the server runs in its own thread and loop
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(mute(), test_loop))
-        return decided, last
+        return decided
 
     monkeypatch.setattr(service, "decide_ahead", then_mute)
     cast = shop.sign(M.MESSAGE, {"topic": "news"}, None, payload="to all")
@@ -96,7 +103,8 @@ async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
     assert r.status_code == 201, r.text
     assert muted == [target]
     body = r.json()
-    assert (body["candidates"], body["delivered"], body["refused"]) == (4, 3, {"muted": 1})
+    expected = (4, 3, {"muted": 1}) if change == "mute" else (3, 3, {})
+    assert (body["candidates"], body["delivered"], body["refused"]) == expected
     for cid, p in by_cid.items():
         inbox = (await p.get("/v1/messages")).json()["data"]
         assert [m["content"] for m in inbox] == ([] if cid == target else ["to all"])
