@@ -55,22 +55,28 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def _stat(pid: str | int) -> tuple[str, float]:
+    """(name, user + system CPU seconds so far) of a process, from /proc/<pid>/stat."""
+    head, _, rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
+    fields = rest.split()
+    return head.partition("(")[2], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def postgres_cpu_seconds() -> float:
     """User + system CPU time used so far by this machine's PostgreSQL processes (every
     process named ``postgres``: backends, WAL writer, checkpointer; Linux /proc). Only
     meaningful as a difference over a run in which nothing else uses the server."""
-    total = 0
+    total = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            head, _, rest = (entry / "stat").read_text().rpartition(")")
+            name, seconds = _stat(entry.name)
         except OSError:
             continue  # the process ended meanwhile
-        if head.partition("(")[2] == "postgres":
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        if name == "postgres":
+            total += seconds
+    return total
 
 
 @dataclass
@@ -93,8 +99,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the server process (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _stat(self.pid)[1]
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
