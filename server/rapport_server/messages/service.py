@@ -184,7 +184,7 @@ _NEXT = _next(*_KEY_COLUMNS)
 # Locked: no other write changes a state decided on here until the commit. (SQLite has one
 # writer: the transaction itself is the lock.) Those of ``cids`` that are still candidates
 # are decided again, on their current state, when a decision made ahead was stale.
-_NEXT_LOCKED = _next(*_KEY_COLUMNS).with_for_update(of=_CONNECTIONS)
+_NEXT_LOCKED = _NEXT.with_for_update(of=_CONNECTIONS)
 _AGAIN_LOCKED = (
     select(*_KEY_COLUMNS)
     .where(
