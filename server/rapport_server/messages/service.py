@@ -458,9 +458,8 @@ async def _enqueue(
     """The portable writes: multi-row statements (executemany) per table. Returns the
     cids whose version changed since their decision (nothing is written for them)."""
     # One writer (SQLite): versions read in this transaction stay as read until commit.
-    current = dict(
-        (await session.execute(_VERSIONS, {"cids": [c.cid for c in accepted]})).tuples().all()
-    )
+    found = await session.execute(_VERSIONS, {"cids": [c.cid for c in accepted]})
+    current: dict[str, int] = {cid: version for cid, version in found}
     stale = {c.cid for c in accepted if current.get(c.cid) != c.version}
     if stale:
         accepted = [c for c in accepted if c.cid not in stale]
