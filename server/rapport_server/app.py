@@ -118,6 +118,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         writer = sessionmaker(writer_engine(engine))
         batcher = WriteBatcher(writer, max_batch=settings.max_batch, notifier=notifier)
         await batcher.start()
+        # PostgreSQL writes the chunks of a broadcast in parallel transactions (PROFILE.md,
+        # session 6); SQLite has one writer, the batcher.
+        lanes = (
+            []
+            if settings.is_sqlite
+            else [
+                WriteBatcher(writer, max_batch=1, notifier=notifier)
+                for _ in range(settings.broadcast_writers)
+            ]
+        )
+        for lane in lanes:
+            await lane.start()
         worker = (
             build_worker(settings, writer, notifier, signer, reader=maker)
             if settings.run_worker
@@ -135,6 +147,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             notifier=notifier,
             webhook_signer=signer,
             sends=Sends(StateCache(settings.state_cache)),
+            broadcast_lanes=lanes,
         )
         app.state.worker = worker
         app.state.checkpointer = checkpointer
@@ -155,6 +168,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await notifier.stop()  # ends event streams
             if worker is not None:
                 await worker.stop()
+            for lane in lanes:
+                await lane.stop()
             await batcher.stop()
             await checkpointer.stop()
             await engine.dispose()

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
         description="FastAPI's native OpenTelemetry (needs an OpenTelemetry SDK set up).",
     )
     db_pool_size: int = Field(default=10, ge=1)
+    broadcast_writers: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Chunks of one broadcast written at once, each in its own transaction "
+        "(PostgreSQL; SQLite has one writer).",
+    )
     run_worker: bool = Field(
         default=True,
         description="Run a webhook delivery worker inside this server process "

@@ -63,6 +63,9 @@ class Services:
     parties: PartyCache = field(default_factory=PartyCache)
     sends: Sends = field(default_factory=lambda: Sends(StateCache()))
     """The send group handler (with its cache of parsed connection states)."""
+    broadcast_lanes: list[WriteBatcher] = field(default_factory=list)
+    """Writers of broadcast chunks, each committing on its own connection (PostgreSQL);
+    empty: chunks go through ``batcher`` (SQLite's one writer)."""
 
 
 async def load_secret(

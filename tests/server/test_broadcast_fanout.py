@@ -110,6 +110,56 @@ async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
         assert [m["content"] for m in inbox] == ([] if cid == target else ["to all"])
 
 
+async def test_broadcast_chunk_failure_answers_503_and_a_retry_reaches_the_rest(
+    actor, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL chunks are written in parallel lanes, each its own transaction. One
+    failing fails the request (503, retry) once the chunks already in flight are done; the
+    retry delivers to the connections the first try missed, and to nobody twice."""
+    from rapport_protocol import MessageType as M
+    from rapport_server.messages import endpoints as message_endpoints
+    from rapport_server.messages import service
+    from rapport_server.writes import StoreUnavailable
+
+    from tests.helpers import connect
+
+    monkeypatch.setattr(message_endpoints, "BROADCAST_CHUNK", 2)
+    shop = actor()
+    await shop.register("business", "Shop")
+    people = [actor() for _ in range(7)]
+    by_cid = {}
+    for n, p in enumerate(people):
+        await p.register("person", f"p{n}")
+        cid = await connect(shop, p, person_grants=[{"scope": "message", "topic": "news"}])
+        by_cid[cid] = p
+    in_order = [by_cid[cid] for cid in sorted(by_cid)]  # chunks are ranges of cids
+    original = service.broadcast_chunk
+    calls: list[str] = []
+
+    async def second_fails(ctx, broadcast, now, *, after, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(after)
+        if len(calls) == 2:
+            raise StoreUnavailable("disk gone")
+        return await original(ctx, broadcast, now, after=after, **kwargs)
+
+    monkeypatch.setattr(service, "broadcast_chunk", second_fails)
+    cast = shop.sign(M.MESSAGE, {"topic": "news"}, None, payload="to all")
+    r = await shop.post("/v1/broadcasts", {"object": cast})
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "store_unavailable"
+    reached = [
+        bool((await p.get("/v1/messages")).json()["data"]) for p in in_order
+    ]  # the first chunk (and, on PostgreSQL, the one written beside the failed one)
+    assert 2 <= sum(reached) <= 5 and not any(reached[2:4])
+    monkeypatch.setattr(service, "broadcast_chunk", original)
+    again = await shop.post("/v1/broadcasts", {"object": cast})
+    assert again.status_code == 201, again.text
+    assert again.json()["delivered"] == 7 - sum(reached)
+    for p in people:
+        inbox = (await p.get("/v1/messages")).json()["data"]
+        assert [m["content"] for m in inbox] == ["to all"]
+
+
 @pytest.mark.parametrize("case", ["uncapped", "earlier", "capped", "held", "muted", "stranger"])
 def test_broadcast_decision_gives_the_state_text_that_apply_and_dump_give(case: str) -> None:
     """A chunk's decisions skip dumping the new state when only ``last_time`` changed

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import re
-from collections import Counter
+from collections import Counter, deque
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -277,11 +279,24 @@ async def broadcast(
     now = svc.clock()
     candidates = delivered = held = already = 0
     refused: Counter[str] = Counter()
-    after = ""
-    # The next chunk is read and decided while the current one is written.
+
+    def add(out: service.BroadcastOutcome) -> None:
+        nonlocal candidates, delivered, held, already
+        candidates += out.candidates
+        delivered += out.delivered
+        held += out.held
+        already += out.already
+        refused.update(out.refused)
+
+    # The next chunk is read and decided while the current ones are written: one at a
+    # time through the batcher (SQLite), or up to one per lane, each in its own
+    # transaction (PostgreSQL). Chunks are disjoint ranges of cids, decided ahead.
+    lanes = svc.broadcast_lanes or [svc.batcher]
     ahead = service.Lookahead(svc.sessionmaker, broadcast, now, BROADCAST_CHUNK)
+    writing: deque[asyncio.Task[service.BroadcastOutcome]] = deque()
+    after = ""
     try:
-        while True:
+        for n in itertools.count():
             decided = await ahead.decided(after)
 
             async def chunk(
@@ -291,16 +306,18 @@ async def broadcast(
                     ctx, broadcast, now, after=after, limit=BROADCAST_CHUNK, decided=decided
                 )
 
-            out = await svc.batcher.submit(chunk)
-            candidates += out.candidates
-            delivered += out.delivered
-            held += out.held
-            already += out.already
-            refused.update(out.refused)
-            if out.last is None:
+            writing.append(asyncio.create_task(lanes[n % len(lanes)].submit(chunk)))
+            if decided.last is None:
                 break
-            after = out.last
+            after = decided.last
+            if len(writing) == len(lanes):
+                add(await writing.popleft())
+        while writing:
+            add(await writing.popleft())
     finally:
+        # A chunk failed (or the request was cancelled): let the others finish, so that
+        # none is left running; the committed ones are skipped when the client retries.
+        await asyncio.gather(*writing, return_exceptions=True)
         await ahead.close()
     if already and not candidates:
         raise DomainError("this broadcast was already delivered", status=409, code="replayed")
