@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -115,6 +116,61 @@ async def test_one_batch_chains_sends_and_keeps_refusals_to_themselves(
         # The log holds the chain in order and verifies from the signatures alone.
         verified = verify_log([(e["object"], e["received_time"]) for e in log["data"]])
         assert second["id"] in {head.last for head in verified.state.heads}
+
+
+async def test_one_batch_numbers_each_recipients_events_in_order_and_holds_for_the_muted(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    """Several senders to one recipient, two sends on one chain and a send to a muted
+    person, all in one batch (on PostgreSQL: one statement): each recipient's events are
+    numbered without gaps in submission order, and the held message waits for the unmute."""
+    base, svc, clock = served
+    support = [{"scope": "message", "topic": "support"}]
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, ann, bob, carl = await actors(base, clock, http, 4)
+        c_ann = await connect(shop, ann, person_grants=NEWS, business_grants=support)
+        c_bob = await connect(shop, bob, person_grants=NEWS, business_grants=support)
+        c_carl = await connect(shop, carl, person_grants=NEWS)
+        r = await carl.act(
+            "PUT", f"/v1/connections/{c_carl}/mute", M.MUTE, {"mode": "hold"}, c_carl
+        )
+        assert r.status_code == 200, r.text
+        shop_before = (await shop.get("/v1/events")).json()["data"]
+        ann_before = (await ann.get("/v1/events")).json()["data"]
+
+        objs = [
+            (shop, c_ann, shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="one")),
+            (ann, c_ann, ann.sign(M.MESSAGE, {"topic": "support"}, c_ann, payload="from ann")),
+            (shop, c_carl, shop.sign(M.MESSAGE, {"topic": "news"}, c_carl, payload="held")),
+            (bob, c_bob, bob.sign(M.MESSAGE, {"topic": "support"}, c_bob, payload="from bob")),
+            (shop, c_ann, shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="two")),
+        ]
+        batches = svc.batcher.batches
+        out = await submit_all(svc, [request(svc, who, cid, obj) for who, cid, obj in objs])
+        assert svc.batcher.batches - batches == 1 and svc.batcher.redos == 0
+        assert all(isinstance(o, SendReply) and o.status_code == 201 for o in out), out
+        replies = [json.loads(o.text) for o in out]
+        assert [r["held"] for r in replies] == [False, False, True, False, False]
+        seqs = [r["server_seq"] for r in replies]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 5  # log order = submission order
+
+        def new_events(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[Any]:
+            known = {e["id"] for e in before}
+            return [e for e in after if e["id"] not in known]
+
+        shop_new = new_events(shop_before, (await shop.get("/v1/events")).json()["data"])
+        ann_new = new_events(ann_before, (await ann.get("/v1/events")).json()["data"])
+        for before, new in ((shop_before, shop_new), (ann_before, ann_new)):
+            ids = [e["id"] for e in new]
+            assert ids == list(range(ids[0], ids[0] + len(ids)))  # no gaps
+            assert ids[0] > max((e["id"] for e in before), default=0)
+        assert [e["object"]["payload"] for e in shop_new] == ["from ann", "from bob"]
+        assert [e["object"]["payload"] for e in ann_new] == ["one", "two"]
+        assert (await carl.get("/v1/messages")).json()["data"] == []
+        r = await carl.act("POST", f"/v1/connections/{c_carl}/unmute", M.UNMUTE, {}, c_carl)
+        assert r.status_code == 200, r.text
+        inbox = (await carl.get("/v1/messages")).json()["data"]
+        assert [m["content"] for m in inbox] == ["held"]
 
 
 async def test_a_database_error_reruns_the_batch_one_send_at_a_time(

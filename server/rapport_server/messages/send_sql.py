@@ -48,6 +48,65 @@ _PG = {
     "(party_id, key, request_hash, status_code, response, created_at) "
     "VALUES ($1, $2, $3, $4, $5, $6)",
 }
+# PostgreSQL: every write of a send group in one statement (one round trip, one statement
+# for the server to plan) — the shape of the broadcast chunk's (messages/service.py).
+# Log numbers are drawn in the order of the messages (two sends on one connection in one
+# batch keep their order); the recipients' counters are locked in id order, as every
+# batch and instance does, before they are bumped. Returns the connections saved, the log
+# numbers in message order, and the rows written per table.
+_PG_WRITE = """
+WITH saved AS (
+    UPDATE connections SET state = u.state, status = u.status, version = u.version + 1,
+        updated_at = $5
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[]) AS u(cid, state, status, version)
+    WHERE connections.cid = u.cid AND connections.version = u.version
+    RETURNING 1
+),
+numbered AS (
+    SELECT m.*,
+        nextval(CAST((SELECT pg_get_serial_sequence('log_entries', 'seq')) AS regclass)) AS seq
+    FROM (
+        SELECT * FROM unnest(
+            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::text[], $13::boolean[], $14::bigint[]
+        ) WITH ORDINALITY
+            AS u(cid, object_id, type, sender_id, object, payload, recipient, held, release_at, i)
+        ORDER BY i
+    ) AS m
+),
+log AS (
+    INSERT INTO log_entries (seq, cid, object_id, type, sender_id, object, payload, received_at)
+    SELECT seq, cid, object_id, type, sender_id, object, payload, $5 FROM numbered
+    RETURNING 1
+),
+counts AS (
+    SELECT recipient, count(*) AS n, array_agg(cid ORDER BY i) AS cids,
+        array_agg(seq ORDER BY i) AS seqs
+    FROM numbered WHERE NOT held GROUP BY recipient
+),
+locked AS (
+    SELECT id FROM parties WHERE id IN (SELECT recipient FROM counts) ORDER BY id FOR UPDATE
+),
+bumped AS (
+    UPDATE parties SET event_seq = parties.event_seq + c.n
+    FROM (SELECT counts.* FROM counts JOIN locked ON locked.id = counts.recipient) AS c
+    WHERE parties.id = c.recipient
+    RETURNING parties.id, parties.event_seq - c.n AS base, c.cids, c.seqs
+),
+events AS (
+    INSERT INTO events (party_id, seq, cid, kind, log_seq, created_at)
+    SELECT bumped.id, bumped.base + e.n, e.cid, 'message', e.log_seq, $5
+    FROM bumped, unnest(bumped.cids, bumped.seqs) WITH ORDINALITY AS e(cid, log_seq, n)
+    RETURNING 1
+),
+held AS (
+    INSERT INTO held_messages (party_id, cid, log_seq, release_at, created_at)
+    SELECT recipient, cid, seq, release_at, $5 FROM numbered WHERE held
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM saved), ARRAY(SELECT seq FROM numbered ORDER BY i),
+    (SELECT count(*) FROM log), (SELECT count(*) FROM events), (SELECT count(*) FROM held)
+"""
 _SQLITE = {
     "save": "UPDATE connections SET state = ?, status = ?, version = ?, updated_at = ? "
     "WHERE cid = ? AND version = ?",
@@ -146,6 +205,10 @@ class SendSQL:
         except _DRIVER_ERRORS as error:
             raise _wrapped(sql, error) from error
 
+    @property
+    def postgres(self) -> bool:
+        return self._pg
+
     def _text(self, name: str) -> str:
         return _PG[name] if self._pg else _SQLITE[name]
 
@@ -189,6 +252,26 @@ class SendSQL:
         if len(seqs) != len(rows):
             raise exc.DBAPIError(sql, None, RuntimeError("the log append lost rows"))
         return seqs
+
+    async def write_postgres(
+        self,
+        saves: list[tuple[str, str, str, int]],
+        messages: list[tuple[Any, ...]],
+        now: int,
+    ) -> tuple[int, list[int]]:
+        """PostgreSQL: the group's writes in one statement. ``saves``: (cid, state, status,
+        version decided on) per connection, compare-and-swapped; ``messages``: (cid,
+        object_id, type, sender_id, object, payload, recipient, held, release_at) each, in
+        order — logged, then put in the recipient's events or held. Returns the connections
+        saved and the log numbers in message order."""
+        assert self._pg
+        columns = [list(column) for column in zip(*saves, strict=True)]
+        columns += [list(column) for column in zip(*messages, strict=True)]
+        rows = await self._fetch(_PG_WRITE, [*columns[:4], now, *columns[4:]])
+        saved, seqs, logged, events, held = rows[0]
+        if logged != len(messages) or events + held != len(messages):
+            raise exc.DBAPIError(_PG_WRITE, None, RuntimeError("the send write lost rows"))
+        return int(saved), [int(seq) for seq in seqs]
 
     async def bump_parties(self, counts: list[tuple[int, str]]) -> dict[str, int]:
         """Add n to each party's event counter ((n, party id) each, in id order); returns

@@ -18,6 +18,10 @@ commit, and the whole group costs, whatever its size:
    and one multi-row INSERT of the events — or of the held messages for muted recipients;
 7. one multi-row INSERT of the stored responses.
 
+On PostgreSQL steps 4–6 are one statement (``SendSQL.write_postgres``): a batch is then
+BEGIN, the SELECT(s), that statement, the stored responses if any, the notification and
+COMMIT — fewer round trips, each of which waits behind whatever the event loop is doing.
+
 Refusals happen in step 3, before the first write, and concern their request only. A
 database error or a lost compare-and-swap fails the group: the batcher then reruns every
 request as its own unit inside a SAVEPOINT (``Sends.one``, the same code on a group of one).
@@ -137,42 +141,16 @@ async def send_group(
 
     # From here on, every statement writes: an error fails the whole group (rerun one by one).
     changed = [(cid, chain) for cid, chain in chains.items() if chain.changed]
-    saved = await sql.save_states(
-        [
-            (
-                chain.state.model_dump_json(),
-                chain.state.status,
-                chain.version + 1,
-                now,
-                cid,
-                chain.version,
-            )
-            for cid, chain in changed
-        ]
-    )
-    if saved is not None and saved != len(changed):
-        raise StaleWrite("a connection changed under the batch")
+    if sql.postgres:
+        seqs = await _write_postgres(sql, session, changed, accepted, now)
+    else:
+        seqs = await _write(sql, session, changed, accepted, now)
 
     def remember() -> None:  # the new states, once they are the committed ones
         for cid, chain in changed:
             states.put(cid, chain.version + 1, chain.state)
 
     ctx.after_commit(remember)
-    seqs = await sql.append_log(
-        [
-            (
-                a.request.cid,
-                a.request.obj.id,
-                a.request.obj.type.value,
-                a.request.subject.party_id,
-                object_json(a.request.obj),
-                a.request.obj.payload,
-                now,
-            )
-            for a in accepted
-        ]
-    )
-    await _deliver(sql, session, accepted, seqs, now)
 
     records = []
     for a, seq in zip(accepted, seqs, strict=True):
@@ -190,6 +168,82 @@ async def send_group(
     if records:
         await sql.insert_records(records)
     return outcomes
+
+
+async def _write(
+    sql: SendSQL,
+    session: AsyncSession,
+    changed: list[tuple[str, _Chain]],
+    accepted: list[_Accepted],
+    now: int,
+) -> list[int]:
+    """The group's writes, a statement per table (SQLite); returns the log numbers."""
+    saved = await sql.save_states(
+        [
+            (
+                chain.state.model_dump_json(),
+                chain.state.status,
+                chain.version + 1,
+                now,
+                cid,
+                chain.version,
+            )
+            for cid, chain in changed
+        ]
+    )
+    if saved is not None and saved != len(changed):
+        raise StaleWrite("a connection changed under the batch")
+    seqs = await sql.append_log(
+        [
+            (
+                a.request.cid,
+                a.request.obj.id,
+                a.request.obj.type.value,
+                a.request.subject.party_id,
+                object_json(a.request.obj),
+                a.request.obj.payload,
+                now,
+            )
+            for a in accepted
+        ]
+    )
+    await _deliver(sql, session, accepted, seqs, now)
+    return seqs
+
+
+async def _write_postgres(
+    sql: SendSQL,
+    session: AsyncSession,
+    changed: list[tuple[str, _Chain]],
+    accepted: list[_Accepted],
+    now: int,
+) -> list[int]:
+    """The same writes in one statement (PostgreSQL); returns the log numbers."""
+    saved, seqs = await sql.write_postgres(
+        [
+            (cid, chain.state.model_dump_json(), chain.state.status, chain.version)
+            for cid, chain in changed
+        ],
+        [
+            (
+                a.request.cid,
+                a.request.obj.id,
+                a.request.obj.type.value,
+                a.request.subject.party_id,
+                object_json(a.request.obj),
+                a.request.obj.payload,
+                a.recipient,
+                a.held,
+                a.release_time,
+            )
+            for a in accepted
+        ],
+        now,
+    )
+    if saved != len(changed):
+        raise StaleWrite("a connection changed under the batch")
+    touched(session).update(a.recipient for a in accepted if not a.held)
+    return seqs
 
 
 async def _replays(sql: SendSQL, requests: list[SendRequest], outcomes: list[Any]) -> list[int]:
