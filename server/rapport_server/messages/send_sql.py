@@ -32,18 +32,6 @@ _PG = {
     "FROM idempotency_records WHERE party_id = ANY($1::text[]) AND key = ANY($2::text[])",
     "connections": "SELECT cid, inviter_id, acceptor_id, state, version FROM connections "
     "WHERE cid = ANY($1::text[]) ORDER BY cid FOR UPDATE",
-    "save": "UPDATE connections SET state = $1, status = $2, version = $3, updated_at = $4 "
-    "WHERE cid = $5 AND version = $6",
-    "log": "INSERT INTO log_entries "
-    "(cid, object_id, type, sender_id, object, payload, received_at) SELECT * FROM unnest("
-    "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) "
-    "RETURNING seq",
-    "bump": "UPDATE parties SET event_seq = event_seq + $1 WHERE id = $2",
-    "tops": "SELECT id, event_seq FROM parties WHERE id = ANY($1::text[])",
-    "events": "INSERT INTO events (party_id, seq, cid, kind, log_seq, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6)",
-    "held": "INSERT INTO held_messages (party_id, cid, log_seq, release_at, created_at) "
-    "VALUES ($1, $2, $3, $4, $5)",
     "records": "INSERT INTO idempotency_records "
     "(party_id, key, request_hash, status_code, response, created_at) "
     "VALUES ($1, $2, $3, $4, $5, $6)",
@@ -231,23 +219,20 @@ class SendSQL:
             return await self._fetch(_PG["connections"], [ordered])
         return await self._fetch(_sqlite_connections(len(ordered)), ordered)
 
+    # SQLite: the group's writes a statement per table (PostgreSQL: write_postgres).
+
     async def save_states(self, rows: list[tuple[str, str, int, int, str, int]]) -> int | None:
         """Compare-and-swap (state, status, new version, now, cid, old version) each;
-        returns the rows changed where the driver can tell."""
-        return await self._executemany(self._text("save"), list(rows))
+        returns the rows changed."""
+        return await self._executemany(_SQLITE["save"], list(rows))
 
     async def append_log(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """(cid, object_id, type, sender_id, object, payload, received_at) each; returns
         the log numbers in row order."""
-        if self._pg:
-            sql = _PG["log"]
-            found = await self._fetch(sql, [list(column) for column in zip(*rows, strict=True)])
-        else:
-            sql = _sqlite_log(len(rows))
-            found = await self._fetch(sql, [value for row in rows for value in row])
+        sql = _sqlite_log(len(rows))
+        found = await self._fetch(sql, [value for row in rows for value in row])
         # Numbers are handed out in insertion order, the rows' order (under SQLite's write
-        # lock; by one sequence within one statement on PostgreSQL); RETURNING promises no
-        # order of its own, so sort.
+        # lock); RETURNING promises no order of its own, so sort.
         seqs = sorted(int(row[0]) for row in found)
         if len(seqs) != len(rows):
             raise exc.DBAPIError(sql, None, RuntimeError("the log append lost rows"))
@@ -276,21 +261,18 @@ class SendSQL:
     async def bump_parties(self, counts: list[tuple[int, str]]) -> dict[str, int]:
         """Add n to each party's event counter ((n, party id) each, in id order); returns
         the new tops by party."""
-        await self._executemany(self._text("bump"), list(counts))
+        await self._executemany(_SQLITE["bump"], list(counts))
         ids = [party for _, party in counts]
-        if self._pg:
-            rows = await self._fetch(_PG["tops"], [ids])
-        else:
-            rows = await self._fetch(_sqlite_tops(len(ids)), ids)
+        rows = await self._fetch(_sqlite_tops(len(ids)), ids)
         return {row[0]: int(row[1]) for row in rows}
 
     async def insert_events(self, rows: list[tuple[Any, ...]]) -> None:
         """(party_id, seq, cid, kind, log_seq, created_at) each."""
-        await self._executemany(self._text("events"), rows)
+        await self._executemany(_SQLITE["events"], rows)
 
     async def insert_held(self, rows: list[tuple[Any, ...]]) -> None:
         """(party_id, cid, log_seq, release_at, created_at) each."""
-        await self._executemany(self._text("held"), rows)
+        await self._executemany(_SQLITE["held"], rows)
 
     async def insert_records(self, rows: list[tuple[Any, ...]]) -> None:
         """(party_id, key, request_hash, status_code, response, created_at) each."""
