@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -31,6 +34,23 @@ NAMING_CONVENTION = {
 log = structlog.get_logger(__name__)
 
 DB_TIMEOUT_SECONDS = 10
+ALIVE_BYPASS_SECONDS = 0.5
+"""A pooled PostgreSQL connection used this recently is handed out without a ping."""
+
+
+DRIVER_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What the drivers raise when a statement is issued on them directly (not through
+SQLAlchemy): the hot writes do that (messages/send_sql.py, events/notify.py)."""
+
+
+def driver_error(sql: str, error: Exception) -> exc.DBAPIError:
+    """The driver's error as SQLAlchemy would have raised it, so the write batcher's rules
+    (rerun on a database error, refuse one unit on an integrity error) hold unchanged."""
+    if isinstance(error, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
+        return exc.IntegrityError(sql, None, error)
+    if isinstance(error, sqlite3.OperationalError | asyncpg.InterfaceError):
+        return exc.OperationalError(sql, None, error)
+    return exc.DBAPIError(sql, None, error)
 
 
 class Base(DeclarativeBase):
@@ -48,14 +68,40 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         return engine
     # Bounded waits: a partitioned or stalled database must fail a request (503, retry)
     # rather than hold it and its pooled connection for ever (tests/reliability/test_faults).
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=DB_TIMEOUT_SECONDS,
         connect_args={"timeout": DB_TIMEOUT_SECONDS, "command_timeout": DB_TIMEOUT_SECONDS},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, except for connections checked in less than
+    ``ALIVE_BYPASS_SECONDS`` ago (HikariCP's "alive bypass window"). The asyncpg dialect's
+    ping is BEGIN, an empty query and ROLLBACK: three round trips before every write batch
+    and every read, on connections that had just been used. A connection that died within
+    the window fails its first statement instead: the request gets a 503 and the
+    connection is replaced, as when the database goes away between a ping and a query."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        at = record.info.get("checked_in_at")
+        if at is not None and time.monotonic() - at < ALIVE_BYPASS_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            # The pool discards this connection and checks out (or opens) another.
+            raise exc.DisconnectionError("the pooled connection did not answer") from error
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

@@ -22,11 +22,11 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..background import stop_task
+from ..db import DRIVER_ERRORS, driver_error
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +35,7 @@ ANY = "*"
 
 CHANNEL = "rapport_events"
 _MAX_PAYLOAD = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+_NOTIFY = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
 
 
 class Subscription:
@@ -141,11 +142,16 @@ class PostgresNotifier(LocalNotifier):
     async def publish_in_transaction(
         self, session: AsyncSession, party_ids: Collection[str]
     ) -> None:
-        for chunk in _chunks(sorted(party_ids)):
-            await session.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": CHANNEL, "payload": chunk},
-            )
+        # One statement for every chunk, on the transaction's own driver connection (the
+        # writer's every batch pays this; through SQLAlchemy it cost ~0.3 ms more).
+        if not party_ids:
+            return
+        conn = await session.connection()
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            await driver.fetch(_NOTIFY, CHANNEL, list(_chunks(sorted(party_ids))))
+        except DRIVER_ERRORS as error:
+            raise driver_error(_NOTIFY, error) from error
 
     async def _listen(self) -> None:
         import asyncpg  # type: ignore[import-untyped]

@@ -14,7 +14,6 @@ on a database error, refuse one unit on an integrity error) hold unchanged.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -23,7 +22,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-_DRIVER_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)
+from ..db import DRIVER_ERRORS, driver_error
 
 # PostgreSQL: one text per statement whatever the batch size (arrays, not marker lists),
 # so asyncpg prepares each once.
@@ -178,8 +177,8 @@ class SendSQL:
                 return list(await self._db.fetch(sql, *args))
             async with self._db.execute(sql, args) as cursor:
                 return list(await cursor.fetchall())
-        except _DRIVER_ERRORS as error:
-            raise _wrapped(sql, error) from error
+        except DRIVER_ERRORS as error:
+            raise driver_error(sql, error) from error
 
     async def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> int | None:
         """Run ``sql`` once per row; the rows changed (``None`` where the driver cannot
@@ -190,8 +189,8 @@ class SendSQL:
                 return None
             async with self._db.executemany(sql, rows) as cursor:
                 return int(cursor.rowcount)
-        except _DRIVER_ERRORS as error:
-            raise _wrapped(sql, error) from error
+        except DRIVER_ERRORS as error:
+            raise driver_error(sql, error) from error
 
     @property
     def postgres(self) -> bool:
@@ -277,12 +276,3 @@ class SendSQL:
     async def insert_records(self, rows: list[tuple[Any, ...]]) -> None:
         """(party_id, key, request_hash, status_code, response, created_at) each."""
         await self._executemany(self._text("records"), rows)
-
-
-def _wrapped(sql: str, error: Exception) -> exc.DBAPIError:
-    """The driver's error as SQLAlchemy would have raised it."""
-    if isinstance(error, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
-        return exc.IntegrityError(sql, None, error)
-    if isinstance(error, sqlite3.OperationalError | asyncpg.InterfaceError):
-        return exc.OperationalError(sql, None, error)
-    return exc.DBAPIError(sql, None, error)
