@@ -88,20 +88,26 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     connection is replaced, as when the database goes away between a ping and a query."""
     pool = engine.sync_engine.pool
 
+    @event.listens_for(pool, "connect")
     @event.listens_for(pool, "checkin")
-    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
-        record.info["checked_in_at"] = time.monotonic()
+    def _known_alive(_dbapi_connection: Any, record: Any) -> None:
+        record.info["alive_at"] = time.monotonic()  # cleared when the record reconnects
 
     @event.listens_for(pool, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        at = record.info.get("checked_in_at")
-        if at is not None and time.monotonic() - at < ALIVE_BYPASS_SECONDS:
+        at = record.info.get("alive_at")
+        if (
+            at is not None
+            and time.monotonic() - at < ALIVE_BYPASS_SECONDS
+            and not dbapi_connection.driver_connection.is_closed()
+        ):
             return
         try:
             dbapi_connection.ping()
         except Exception as error:
-            # The pool discards this connection and checks out (or opens) another.
-            raise exc.DisconnectionError("the pooled connection did not answer") from error
+            # As pool_pre_ping does: the database went away, so every pooled connection
+            # is suspect; the pool reconnects this one (and the others when next used).
+            raise exc.InvalidatePoolError("the pooled connection did not answer") from error
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

@@ -311,12 +311,15 @@ async def broadcast(
                 break
             after = decided.last
             if len(writing) == len(lanes):
-                add(await writing.popleft())
+                add(await asyncio.shield(writing[0]))
+                writing.popleft()
         while writing:
-            add(await writing.popleft())
+            add(await asyncio.shield(writing[0]))
+            writing.popleft()
     finally:
-        # A chunk failed (or the request was cancelled): let the others finish, so that
-        # none is left running; the committed ones are skipped when the client retries.
+        # A chunk failed (or the request was cancelled: shielded, the chunk being waited
+        # for is not cancelled with it): let the others finish, so that none is left
+        # running; the committed ones are skipped when the client retries.
         await asyncio.gather(*writing, return_exceptions=True)
         await ahead.close()
     if already and not candidates:

@@ -30,7 +30,7 @@ _PG = {
     "replies": "SELECT party_id, key, request_hash, status_code, response "
     "FROM idempotency_records WHERE party_id = ANY($1::text[]) AND key = ANY($2::text[])",
     "connections": "SELECT cid, inviter_id, acceptor_id, state, version FROM connections "
-    "WHERE cid = ANY($1::text[]) ORDER BY cid FOR UPDATE",
+    "WHERE cid = ANY($1::text[]) ORDER BY cid FOR NO KEY UPDATE",
     "records": "INSERT INTO idempotency_records "
     "(party_id, key, request_hash, status_code, response, created_at) "
     "VALUES ($1, $2, $3, $4, $5, $6)",
@@ -39,7 +39,11 @@ _PG = {
 # for the server to plan) — the shape of the broadcast chunk's (messages/service.py).
 # Log numbers are drawn in the order of the messages (two sends on one connection in one
 # batch keep their order); the recipients' counters are locked in id order, as every
-# batch and instance does, before they are bumped. Returns the connections saved, the log
+# batch, broadcast chunk and instance does, before they are bumped (a one-time condition
+# of the UPDATE: the CTE is read in full before its first row). Locks are FOR NO KEY
+# UPDATE, what an UPDATE of non-key columns takes: FOR UPDATE would also block the KEY
+# SHARE locks of other transactions' foreign-key checks (a log entry's sender) and let
+# a send batch and a broadcast chunk deadlock. Returns the connections saved, the log
 # numbers in message order, and the rows written per table.
 _PG_WRITE = """
 WITH saved AS (
@@ -72,13 +76,14 @@ counts AS (
     FROM numbered WHERE NOT held GROUP BY recipient
 ),
 locked AS (
-    SELECT id FROM parties WHERE id IN (SELECT recipient FROM counts) ORDER BY id FOR UPDATE
+    SELECT id FROM parties WHERE id IN (SELECT recipient FROM counts)
+    ORDER BY id FOR NO KEY UPDATE
 ),
 bumped AS (
-    UPDATE parties SET event_seq = parties.event_seq + c.n
-    FROM (SELECT counts.* FROM counts JOIN locked ON locked.id = counts.recipient) AS c
-    WHERE parties.id = c.recipient
-    RETURNING parties.id, parties.event_seq - c.n AS base, c.cids, c.seqs
+    UPDATE parties SET event_seq = parties.event_seq + counts.n
+    FROM counts
+    WHERE parties.id = counts.recipient AND (SELECT count(*) FROM locked) >= 0
+    RETURNING parties.id, parties.event_seq - counts.n AS base, counts.cids, counts.seqs
 ),
 events AS (
     INSERT INTO events (party_id, seq, cid, kind, log_seq, created_at)

@@ -184,7 +184,7 @@ _NEXT = _next(*_KEY_COLUMNS)
 # Locked: no other write changes a state decided on here until the commit. (SQLite has one
 # writer: the transaction itself is the lock.) Those of ``cids`` that are still candidates
 # are decided again, on their current state, when a decision made ahead was stale.
-_NEXT_LOCKED = _NEXT.with_for_update(of=_CONNECTIONS)
+_NEXT_LOCKED = _NEXT.with_for_update(of=_CONNECTIONS, key_share=True)
 _AGAIN_LOCKED = (
     select(*_KEY_COLUMNS)
     .where(
@@ -193,7 +193,7 @@ _AGAIN_LOCKED = (
         _CONNECTIONS.c.status == "active",
     )
     .order_by(_CONNECTIONS.c.cid)
-    .with_for_update(of=_CONNECTIONS)
+    .with_for_update(of=_CONNECTIONS, key_share=True)
 )
 _VERSIONS = select(_CONNECTIONS.c.cid, _CONNECTIONS.c.version).where(_CONNECTIONS.c.cid.in_(_CIDS))
 
@@ -526,7 +526,12 @@ async def _enqueue(
 # another sub-statement's output (log entries get their numbers up front, each party's
 # events come as arrays through its counter's UPDATE): PostgreSQL estimates a row or two
 # for such outputs, and the plan it caches after five runs then nested-looped over the
-# chunk (3x as long, ~290 vs ~85 ms per 1,000).
+# chunk (3x as long, ~290 vs ~85 ms per 1,000). Rows are locked in key order first —
+# connections by cid, then parties by id, as send batches, other chunks and other
+# instances do, so concurrent writers never wait on each other in a cycle — by a CTE that
+# each UPDATE reads as a one-time condition (evaluated once, before its first row; not a
+# join). FOR NO KEY UPDATE is what those UPDATEs take anyway; FOR UPDATE would also
+# block the KEY SHARE locks of foreign-key checks.
 _ENQUEUE_POSTGRES = text(
     """
 WITH input AS (
@@ -535,10 +540,16 @@ WITH input AS (
         CAST(:states AS text[]), CAST(:held AS boolean[]), CAST(:release AS bigint[])
     ) WITH ORDINALITY AS u(cid, party_id, version, state, held, release_at, i)
 ),
+locked AS (
+    SELECT cid FROM connections WHERE cid IN (SELECT cid FROM input)
+    ORDER BY cid FOR NO KEY UPDATE
+),
 saved AS (
     UPDATE connections SET state = input.state, version = connections.version + 1,
         updated_at = :now
-    FROM input WHERE connections.cid = input.cid AND connections.version = input.version
+    FROM input
+    WHERE connections.cid = input.cid AND connections.version = input.version
+        AND (SELECT count(*) FROM locked) >= 0
     RETURNING input.cid, input.party_id, input.held, input.release_at, input.i
 ),
 numbered AS (
@@ -558,9 +569,14 @@ counts AS (
         array_agg(seq ORDER BY i) AS seqs
     FROM numbered WHERE NOT held GROUP BY party_id
 ),
+recipients AS (
+    SELECT id FROM parties WHERE id IN (SELECT party_id FROM counts)
+    ORDER BY id FOR NO KEY UPDATE
+),
 bumped AS (
     UPDATE parties SET event_seq = parties.event_seq + counts.n
-    FROM counts WHERE parties.id = counts.party_id
+    FROM counts
+    WHERE parties.id = counts.party_id AND (SELECT count(*) FROM recipients) >= 0
     RETURNING parties.id, parties.event_seq - counts.n AS base, counts.cids, counts.seqs
 ),
 events AS (
