@@ -194,3 +194,62 @@ def test_broadcast_decision_gives_the_state_text_that_apply_and_dump_give(case: 
     else:
         assert (got.state, got.code) == (None, verdict.code)
         assert case in ("muted", "stranger")
+
+
+@pytest.mark.skipif(
+    os.environ.get("RAPPORT_TEST_DB", "sqlite") != "postgres",
+    reason="PostgreSQL writes chunks and sends in concurrent transactions",
+)
+async def test_a_broadcast_chunk_locks_its_recipients_in_id_order(actor, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Send batches lock their recipients' rows by id; a broadcast chunk, written beside
+    them (lanes, other instances), must too, or the two can wait on each other in a
+    cycle. Another transaction holds the lowest-id recipient: the chunk waits for it
+    holding none of the others (each can be taken at once, NOWAIT); once released, the
+    broadcast completes. (Before the chunk locked explicitly, its order was the plan's:
+    sorted for a chunk this small, hashed for large ones.)"""
+    import asyncio
+
+    from rapport_protocol import MessageType as M
+    from rapport_server.db import create_engine
+    from sqlalchemy import text
+
+    from tests.helpers import connect
+
+    shop = actor()
+    await shop.register("business", "Shop")
+    people = [actor() for _ in range(12)]
+    for n, p in enumerate(people):
+        await p.register("person", f"p{n}")
+        await connect(shop, p, person_grants=[{"scope": "message", "topic": "news"}])
+    ids = sorted(p.party_id for p in people)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(
+                text("SELECT id FROM parties WHERE id = :id FOR NO KEY UPDATE"), {"id": ids[0]}
+            )
+            cast = shop.sign(M.MESSAGE, {"topic": "news"}, None, payload="to all")
+            sent = asyncio.create_task(shop.post("/v1/broadcasts", {"object": cast}))
+            async with engine.connect() as watcher:
+                for _ in range(200):  # until the chunk waits on the held row
+                    waiting = await watcher.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND datname = current_database()"
+                        )
+                    )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.02)
+                assert waiting == 1
+            for other in ids[1:]:  # not taken by the waiting chunk
+                await holder.execute(
+                    text("SELECT id FROM parties WHERE id = :id FOR NO KEY UPDATE NOWAIT"),
+                    {"id": other},
+                )
+            await holder.rollback()
+        r = await asyncio.wait_for(sent, 30)
+        assert r.status_code == 201, r.text
+        assert r.json()["delivered"] == len(people)
+    finally:
+        await engine.dispose()
