@@ -48,8 +48,8 @@ class Settings(BaseSettings):
         default=2,
         ge=1,
         le=8,
-        description="Chunks of one broadcast written at once, each in its own transaction "
-        "(PostgreSQL; SQLite has one writer).",
+        description="Broadcast chunks written at once, each in its own transaction, shared "
+        "by this instance's broadcasts (PostgreSQL; SQLite has one writer).",
     )
     run_worker: bool = Field(
         default=True,
