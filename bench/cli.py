@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, help="duration of each load run")
     parser.add_argument(
-        "--fanout", help="broadcast sizes, comma-separated (default 1000,10000; quick: smaller)"
+        "--fanout",
+        help="broadcast sizes, comma-separated (default 1000,10000, and 100000 on "
+        "PostgreSQL; quick: smaller)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server/load to CPUs")
     parser.add_argument("--tool", choices=("wrk", "loadgen"), help="peak load tool")
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds:
         plan = replace(plan, seconds=args.seconds)
     if args.fanout:
-        plan = replace(plan, fanout=tuple(int(n) for n in args.fanout.split(",")))
+        plan = replace(plan, fanout=tuple(int(n) for n in args.fanout.split(",")), fanout_goal={})
     available = servers.cpus()
     pin = not args.no_pin and len(available) >= 2
     tool = args.tool or ("wrk" if load.have_wrk() else "loadgen")

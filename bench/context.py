@@ -35,6 +35,8 @@ class Plan:
     scale: dict[str, tuple[int, int]]
     """backend -> (seeded connections, messages per seeded connection)."""
     fanout: tuple[int, ...]
+    fanout_goal: dict[str, int]
+    """backend -> the broadcast size the issue sets a time goal for (run after ``fanout``)."""
     broadcasts: int
     limit_seconds: float
 
@@ -47,6 +49,7 @@ FULL = Plan(
     max_rate=3000,
     scale={"sqlite": (100_000, 5), "postgres": (1_000_000, 5)},
     fanout=(1_000, 10_000),
+    fanout_goal={"postgres": 100_000},
     broadcasts=3,
     limit_seconds=3,
 )
@@ -58,6 +61,7 @@ QUICK = Plan(
     max_rate=3000,
     scale={"sqlite": (5_000, 5), "postgres": (5_000, 5)},
     fanout=(300,),
+    fanout_goal={},
     broadcasts=2,
     limit_seconds=1,
 )
