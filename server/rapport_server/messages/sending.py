@@ -170,6 +170,19 @@ async def send_group(
     return outcomes
 
 
+def _log_row(a: _Accepted) -> tuple[str, str, str, str, str, str | None]:
+    """(cid, object_id, type, sender_id, object, payload) of an accepted send's log entry."""
+    obj = a.request.obj
+    return (
+        a.request.cid,
+        obj.id,
+        obj.type.value,
+        a.request.subject.party_id,
+        object_json(obj),
+        obj.payload,
+    )
+
+
 async def _write(
     sql: SendSQL,
     session: AsyncSession,
@@ -193,20 +206,7 @@ async def _write(
     )
     if saved is not None and saved != len(changed):
         raise StaleWrite("a connection changed under the batch")
-    seqs = await sql.append_log(
-        [
-            (
-                a.request.cid,
-                a.request.obj.id,
-                a.request.obj.type.value,
-                a.request.subject.party_id,
-                object_json(a.request.obj),
-                a.request.obj.payload,
-                now,
-            )
-            for a in accepted
-        ]
-    )
+    seqs = await sql.append_log([(*_log_row(a), now) for a in accepted])
     await _deliver(sql, session, accepted, seqs, now)
     return seqs
 
@@ -224,20 +224,7 @@ async def _write_postgres(
             (cid, chain.state.model_dump_json(), chain.state.status, chain.version)
             for cid, chain in changed
         ],
-        [
-            (
-                a.request.cid,
-                a.request.obj.id,
-                a.request.obj.type.value,
-                a.request.subject.party_id,
-                object_json(a.request.obj),
-                a.request.obj.payload,
-                a.recipient,
-                a.held,
-                a.release_time,
-            )
-            for a in accepted
-        ],
+        [(*_log_row(a), a.recipient, a.held, a.release_time) for a in accepted],
         now,
     )
     if saved != len(changed):
