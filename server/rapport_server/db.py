@@ -53,6 +53,24 @@ def driver_error(sql: str, error: Exception) -> exc.DBAPIError:
     return exc.DBAPIError(sql, None, error)
 
 
+async def transaction_driver(session: AsyncSession) -> tuple[Any, bool]:
+    """The driver connection (aiosqlite or asyncpg) of ``session``'s transaction, begun if
+    need be, and whether it is PostgreSQL's: for statements issued on the driver directly,
+    inside the transaction (never in autocommit)."""
+    conn = await session.connection()
+    driver = (await conn.get_raw_connection()).driver_connection
+    if conn.dialect.name == "postgresql":
+        assert isinstance(driver, asyncpg.Connection)
+        if not driver.is_in_transaction():
+            # SQLAlchemy's asyncpg adapter issues BEGIN with the first statement it runs.
+            await conn.exec_driver_sql("SELECT 1")
+        assert driver.is_in_transaction()
+        return driver, True
+    assert driver is not None
+    assert driver.in_transaction
+    return driver, False
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -80,8 +98,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
-    """SQLAlchemy's ``pool_pre_ping``, except for connections checked in less than
-    ``ALIVE_BYPASS_SECONDS`` ago (HikariCP's "alive bypass window"). The asyncpg dialect's
+    """SQLAlchemy's ``pool_pre_ping``, except for connections opened or checked in less
+    than ``ALIVE_BYPASS_SECONDS`` ago that the driver has not seen closed (HikariCP's
+    "alive bypass window"). The asyncpg dialect's
     ping is BEGIN, an empty query and ROLLBACK: three round trips before every write batch
     and every read, on connections that had just been used. A connection that died within
     the window fails its first statement instead: the request gets a 503 and the

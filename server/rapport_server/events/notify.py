@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..background import stop_task
-from ..db import DRIVER_ERRORS, driver_error
+from ..db import DRIVER_ERRORS, driver_error, transaction_driver
 
 log = structlog.get_logger(__name__)
 
@@ -146,8 +146,7 @@ class PostgresNotifier(LocalNotifier):
         # writer's every batch pays this; through SQLAlchemy it cost ~0.3 ms more).
         if not party_ids:
             return
-        conn = await session.connection()
-        driver: Any = (await conn.get_raw_connection()).driver_connection
+        driver, _ = await transaction_driver(session)
         try:
             await driver.fetch(_NOTIFY, CHANNEL, list(_chunks(sorted(party_ids))))
         except DRIVER_ERRORS as error:

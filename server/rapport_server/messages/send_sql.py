@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db import DRIVER_ERRORS, driver_error
+from ..db import DRIVER_ERRORS, driver_error, transaction_driver
 
 # PostgreSQL: one text per statement whatever the batch size (arrays, not marker lists),
 # so asyncpg prepares each once.
@@ -159,22 +158,7 @@ class SendSQL:
 
     @classmethod
     async def of(cls, session: AsyncSession) -> SendSQL:
-        conn = await session.connection()
-        raw = await conn.get_raw_connection()
-        postgres = conn.dialect.name == "postgresql"
-        driver = raw.driver_connection
-        # Only ever inside the batch's transaction, never in autocommit.
-        if postgres:
-            assert isinstance(driver, asyncpg.Connection)
-            if not driver.is_in_transaction():
-                # SQLAlchemy's asyncpg adapter issues BEGIN with the first statement it
-                # runs; a group is a batch's first unit, so run one through it.
-                await conn.exec_driver_sql("SELECT 1")
-            assert driver.is_in_transaction()
-        else:
-            assert driver is not None
-            assert driver.in_transaction
-        return cls(driver, postgres)
+        return cls(*await transaction_driver(session))
 
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:
