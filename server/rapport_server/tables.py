@@ -187,7 +187,7 @@ class ActiveGrant(Base):
 
     __tablename__ = "active_grants"
     __table_args__ = (
-        Index("ix_active_grants_grantee_scope_topic", "grantee_id", "scope", "topic"),
+        Index("ix_active_grants_grantee_scope_topic_cid", "grantee_id", "scope", "topic", "cid"),
     )
 
     cid: Mapped[str] = mapped_column(ForeignKey("connections.cid"), primary_key=True)

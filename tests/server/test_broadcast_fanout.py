@@ -110,6 +110,44 @@ async def test_broadcast_decided_ahead_is_not_used_once_the_connection_changed(
         assert [m["content"] for m in inbox] == ([] if cid == target else ["to all"])
 
 
+async def test_broadcast_pages_through_both_topics_grants_in_cid_order(
+    actor, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A broadcast's pages of recipients merge two ordered ranges of the grants index (the
+    message's topic and ``*``), each cut at the page size: with pages of two, a
+    connection granting both topics is reached once, one granting another topic or
+    severed not at all, and every other one once — wherever the page ends fall."""
+    from rapport_protocol import MessageType as M
+    from rapport_server.messages import endpoints as message_endpoints
+
+    from tests.helpers import connect
+
+    monkeypatch.setattr(message_endpoints, "BROADCAST_CHUNK", 2)
+    shop = actor()
+    await shop.register("business", "Shop")
+    topics = [["news"], ["*"], ["news", "*"], ["offers"], ["*"], ["news"], ["*"], ["news"]]
+    people, reached = [], []
+    for n, granted in enumerate(topics):
+        p = actor()
+        await p.register("person", f"p{n}")
+        grants = [{"scope": "message", "topic": t} for t in granted]
+        cid = await connect(shop, p, person_grants=grants)
+        if n == 4:
+            r = await p.act(
+                "POST", f"/v1/connections/{cid}/sever", M.SEVER, {"data": "delete"}, cid
+            )
+            assert r.status_code == 200, r.text
+        people.append(p)
+        reached.append("offers" not in granted and n != 4)
+    cast = shop.sign(M.MESSAGE, {"topic": "news"}, None, payload="to all")
+    r = await shop.post("/v1/broadcasts", {"object": cast})
+    assert r.status_code == 201, r.text
+    assert (r.json()["candidates"], r.json()["delivered"]) == (sum(reached), sum(reached))
+    for p, expected in zip(people, reached, strict=True):
+        inbox = (await p.get("/v1/messages")).json()["data"]
+        assert [m["content"] for m in inbox] == (["to all"] if expected else [])
+
+
 async def test_broadcast_chunk_failure_answers_503_and_a_retry_reaches_the_rest(
     actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
