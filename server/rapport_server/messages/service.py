@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    column,
     func,
     insert,
     select,
@@ -197,18 +199,20 @@ _CIDS: BindParameter[list[str]] = bindparam("cids", expanding=True)
 
 
 def _paged(postgres: bool, *, locked: bool) -> Select[Any]:
-    """The connections of a page of cids that are still active. On PostgreSQL the page is
-    one array parameter: an expanding ``IN`` of a thousand is rendered and bound anew for
-    every chunk (~9% of a broadcast's server time). Locked: no other write changes a state
-    decided on here until the commit. (SQLite has one writer: the transaction itself is
-    the lock.)"""
-    page = bindparam("cids", type_=ARRAY(String)) if postgres else _CIDS
+    """The connections of a page of cids (``page``) that are still active. The page is one
+    parameter — an array on PostgreSQL, a JSON array read by ``json_each`` on SQLite: an
+    expanding ``IN`` of a thousand is rendered and bound anew for every chunk (~9% of a
+    broadcast's server time on PostgreSQL, ~10% of a 10k broadcast's wall time on
+    SQLite). Locked: no other write changes a state decided on here until the commit.
+    (SQLite has one writer: the transaction itself is the lock.)"""
+    if postgres:
+        in_page = _CONNECTIONS.c.cid == any_(bindparam("page", type_=ARRAY(String)))
+    else:
+        listed: Select[Any] = select(column("value")).select_from(func.json_each(bindparam("page")))
+        in_page = _CONNECTIONS.c.cid.in_(listed)
     query = (
         select(*_KEY_COLUMNS)
-        .where(
-            _CONNECTIONS.c.cid == any_(page) if postgres else _CONNECTIONS.c.cid.in_(page),
-            _CONNECTIONS.c.status == "active",
-        )
+        .where(in_page, _CONNECTIONS.c.status == "active")
         .order_by(_CONNECTIONS.c.cid)
     )
     return query.with_for_update(of=_CONNECTIONS, key_share=True) if locked else query
@@ -351,7 +355,13 @@ async def _select(
     that read waited for."""
     if not cids:
         return []
-    params = {"sender": broadcast.sender_id, "topics": broadcast.topics, "cids": cids}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    params = {
+        "sender": broadcast.sender_id,
+        "topics": broadcast.topics,
+        "cids": cids,
+        "page": cids if postgres else json.dumps(cids),
+    }
     found = (await session.execute(query, params)).all()
     if not found:
         return []
