@@ -192,7 +192,7 @@ _PAGE = union_all(*(select(_granted_after(t).subquery().c.cid) for t in ("topic"
 statistics did not know a large sender (a business whose connections came after the last
 ANALYZE, in a table of a million), PostgreSQL hashed every grant above the cursor, joined
 them all and kept the first ``limit`` — for each chunk, quadratic in the audience (a 100k
-broadcast on a seeded database: 28 s instead of 4)."""
+broadcast on a seeded database of a million connections: 28.1 s; now 4.5-6.1 s)."""
 
 
 _CIDS: BindParameter[list[str]] = bindparam("cids", expanding=True)
@@ -451,10 +451,11 @@ async def broadcast_chunk(
     A broadcast runs as a sequence of these units, each its own transaction, so other
     writes interleave with a large fan-out and no statement grows with the audience.
     Connections that already hold the object are skipped, so a broadcast interrupted by a
-    crash resumes when the client retries it. Selection is one indexed query (grants in
-    force naming this sender and topic); each candidate's decision (mutes, quiet hours,
-    caps) is the protocol's ``decide`` and its new state the protocol's ``apply``; the
-    writes are a few set-based statements per chunk (one on PostgreSQL).
+    crash resumes when the client retries it. Selection is a page of the grants in force
+    naming this sender and topic (:func:`_page`), then those connections; each
+    candidate's decision (mutes, quiet hours, caps) is the protocol's ``decide`` and its
+    new state the protocol's ``apply``; the writes are a few set-based statements per
+    chunk (one on PostgreSQL).
 
     With ``decided`` (read and decided before this transaction, :class:`Lookahead`), the
     chunk is those candidates, as of that read: a decision is written only where the row
