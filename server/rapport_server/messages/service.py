@@ -346,22 +346,28 @@ async def _page(
 
 
 async def _select(
-    session: AsyncSession, broadcast: Broadcast, query: Select[Any], cids: list[str]
+    session: AsyncSession,
+    broadcast: Broadcast,
+    cids: list[str],
+    *,
+    locked: bool,
+    again: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """The rows of ``cids`` that a selection query keeps (``_KEY_COLUMNS``, in cid
-    order), each with whether it holds the object (:data:`_HOLDERS`), read after the
-    rows: every log append bumps the connection's version, so a row that gets the object
-    after it was read fails its compare-and-swap; after a locking read, this sees what
-    that read waited for."""
+    """The rows of ``cids`` still active (:func:`_paged`) or, ``again``, still candidates
+    (:data:`_AGAIN_LOCKED`, always locked) — ``_KEY_COLUMNS``, in cid order — each with
+    whether it holds the object (:data:`_HOLDERS`), read after the rows: every log append
+    bumps the connection's version, so a row that gets the object after it was read fails
+    its compare-and-swap; after a locking read, this sees what that read waited for."""
     if not cids:
         return []
-    postgres = session.get_bind().dialect.name == "postgresql"
-    params = {
-        "sender": broadcast.sender_id,
-        "topics": broadcast.topics,
-        "cids": cids,
-        "page": cids if postgres else json.dumps(cids),
-    }
+    params: dict[str, Any]
+    if again:
+        query = _AGAIN_LOCKED
+        params = {"sender": broadcast.sender_id, "topics": broadcast.topics, "cids": cids}
+    else:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        query = _PAGED[postgres, locked]
+        params = {"page": cids if postgres else json.dumps(cids)}
     found = (await session.execute(query, params)).all()
     if not found:
         return []
@@ -377,8 +383,7 @@ async def decide_ahead(
     after ``after`` is made of. The chunk writes a decision only where the row still has
     the version decided on (compare-and-swap), and decides the others again."""
     cids, last = await _page(session, broadcast, after=after, limit=limit)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    found = await _select(session, broadcast, _PAGED[postgres, False], cids)
+    found = await _select(session, broadcast, cids, locked=False)
     await session.rollback()  # end the read snapshot before the CPU-bound part
     candidates, already = await _decide_rows(broadcast, found, now, pause=True)
     return Decided(candidates, len(found), already, last)
@@ -468,7 +473,7 @@ async def broadcast_chunk(
     postgres = session.get_bind().dialect.name == "postgresql"
     if decided is None:
         cids, last = await _page(session, broadcast, after=after, limit=limit)
-        found = await _select(session, broadcast, _PAGED[postgres, True], cids)
+        found = await _select(session, broadcast, cids, locked=True)
         candidates, already = await _decide_rows(broadcast, found, now, pause=False)
         decided = Decided(candidates, len(found), already, last)
     if not decided.selected:
@@ -492,7 +497,7 @@ async def broadcast_chunk(
             break
         if attempt:  # locked (SQLite: one writer), so the second write cannot be stale
             raise StaleWrite("a locked connection changed during its broadcast chunk")
-        found = await _select(session, broadcast, _AGAIN_LOCKED, sorted(stale))
+        found = await _select(session, broadcast, sorted(stale), locked=True, again=True)
         todo, holders = await _decide_rows(broadcast, found, now, pause=False)
         already += holders
         dropped = len(stale) - len(found)  # no longer permitted (or no longer active)
