@@ -335,10 +335,14 @@ async def _page(
     """The next ``limit`` cids above ``after`` that a grant in force opens to this
     broadcast, in order, and the cursor after them (``None``: there are no more)."""
     topic, any_topic = broadcast.topics
-    params = {"sender": broadcast.sender_id, "topic": topic, "any_topic": any_topic}
-    found = (
-        (await session.execute(_PAGE, {**params, "after": after, "limit": limit})).scalars().all()
-    )
+    params = {
+        "sender": broadcast.sender_id,
+        "topic": topic,
+        "any_topic": any_topic,
+        "after": after,
+        "limit": limit,
+    }
+    found = (await session.execute(_PAGE, params)).scalars().all()
     # Each topic's range stops at ``limit``, so the first ``limit`` of their union are the
     # first ``limit`` of all; a shorter page means that neither range was cut.
     page = sorted(set(found))[:limit]
