@@ -30,9 +30,6 @@ _PG = {
     "FROM idempotency_records WHERE party_id = ANY($1::text[]) AND key = ANY($2::text[])",
     "connections": "SELECT cid, inviter_id, acceptor_id, state, version FROM connections "
     "WHERE cid = ANY($1::text[]) ORDER BY cid FOR NO KEY UPDATE",
-    "records": "INSERT INTO idempotency_records "
-    "(party_id, key, request_hash, status_code, response, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6)",
 }
 # PostgreSQL: every write of a send group in one statement (one round trip, one statement
 # for the server to plan) — the shape of the broadcast chunk's (messages/service.py).
@@ -98,18 +95,11 @@ held AS (
 SELECT (SELECT count(*) FROM saved), ARRAY(SELECT seq FROM numbered ORDER BY i),
     (SELECT count(*) FROM log), (SELECT count(*) FROM events), (SELECT count(*) FROM held)
 """
-_SQLITE = {
-    "save": "UPDATE connections SET state = ?, status = ?, version = ?, updated_at = ? "
-    "WHERE cid = ? AND version = ?",
-    "bump": "UPDATE parties SET event_seq = event_seq + ? WHERE id = ?",
-    "events": "INSERT INTO events (party_id, seq, cid, kind, log_seq, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?)",
-    "held": "INSERT INTO held_messages (party_id, cid, log_seq, release_at, created_at) "
-    "VALUES (?, ?, ?, ?, ?)",
-    "records": "INSERT INTO idempotency_records "
+_PG_RECORDS = (
+    "INSERT INTO idempotency_records "
     "(party_id, key, request_hash, status_code, response, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?)",
-}
+    "VALUES ($1, $2, $3, $4, $5, $6)"
+)
 
 
 def _marks(n: int) -> str:
@@ -118,7 +108,14 @@ def _marks(n: int) -> str:
 
 # SQLite: marker lists sized to the batch; each text is made once per size (and sqlite3
 # keeps the prepared statements). Only "?" markers are joined in (hence the noqa for S608):
-# no value ever enters the SQL text.
+# no value ever enters the SQL text. Every statement is one multi-row statement run with
+# ``execute_fetchall``: one trip to aiosqlite's thread each, where ``executemany`` or a
+# cursor took two or three (and a write batch waits for each trip behind whatever the
+# event loop is doing: PROFILE.md, session 9).
+def _rows(n: int, width: int) -> str:
+    return ", ".join(["(" + _marks(width) + ")"] * n)
+
+
 @cache
 def _sqlite_replies(parties: int, keys: int) -> str:
     return (
@@ -137,16 +134,45 @@ def _sqlite_connections(n: int) -> str:
 
 
 @cache
-def _sqlite_log(n: int) -> str:
+def _sqlite_save(n: int) -> str:
+    # u: (state, status, new version, now, cid, old version) per row
     return (
-        "INSERT INTO log_entries (cid, object_id, type, sender_id, object, payload, "  # noqa: S608
-        "received_at) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n) + " RETURNING seq"
+        "UPDATE connections SET state = u.column1, status = u.column2, version = u.column3, "  # noqa: S608
+        "updated_at = u.column4 FROM (VALUES " + _rows(n, 6) + ") AS u "
+        "WHERE connections.cid = u.column5 AND connections.version = u.column6 RETURNING 1"
     )
 
 
 @cache
-def _sqlite_tops(n: int) -> str:
-    return "SELECT id, event_seq FROM parties WHERE id IN (" + _marks(n) + ")"  # noqa: S608
+def _sqlite_log(n: int) -> str:
+    return (
+        "INSERT INTO log_entries (cid, object_id, type, sender_id, object, payload, "  # noqa: S608
+        "received_at) VALUES " + _rows(n, 7) + " RETURNING seq"
+    )
+
+
+@cache
+def _sqlite_bump(n: int) -> str:
+    # u: (n, party id) per row
+    return (
+        "UPDATE parties SET event_seq = event_seq + u.column1 FROM (VALUES "  # noqa: S608
+        + _rows(n, 2)
+        + ") AS u WHERE parties.id = u.column2 RETURNING parties.id, parties.event_seq"
+    )
+
+
+@cache
+def _sqlite_insert(table: str, columns: str, width: int, n: int) -> str:
+    return f"INSERT INTO {table} ({columns}) VALUES " + _rows(n, width)  # noqa: S608
+
+
+_EVENTS = ("events", "party_id, seq, cid, kind, log_seq, created_at", 6)
+_HELD = ("held_messages", "party_id, cid, log_seq, release_at, created_at", 5)
+_RECORDS = (
+    "idempotency_records",
+    "party_id, key, request_hash, status_code, response, created_at",
+    6,
+)
 
 
 class SendSQL:
@@ -164,29 +190,18 @@ class SendSQL:
         try:
             if self._pg:
                 return list(await self._db.fetch(sql, *args))
-            async with self._db.execute(sql, args) as cursor:
-                return list(await cursor.fetchall())
+            return list(await self._db.execute_fetchall(sql, args))
         except DRIVER_ERRORS as error:
             raise driver_error(sql, error) from error
 
-    async def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> int | None:
-        """Run ``sql`` once per row; the rows changed (``None`` where the driver cannot
-        tell: asyncpg)."""
-        try:
-            if self._pg:
-                await self._db.executemany(sql, rows)
-                return None
-            async with self._db.executemany(sql, rows) as cursor:
-                return int(cursor.rowcount)
-        except DRIVER_ERRORS as error:
-            raise driver_error(sql, error) from error
+    async def _insert(self, into: tuple[str, str, int], rows: list[tuple[Any, ...]]) -> None:
+        """SQLite: ``rows`` into (table, columns, width) with one multi-row INSERT."""
+        sql = _sqlite_insert(*into, len(rows))
+        await self._fetch(sql, [value for row in rows for value in row])
 
     @property
     def postgres(self) -> bool:
         return self._pg
-
-    def _text(self, name: str) -> str:
-        return _PG[name] if self._pg else _SQLITE[name]
 
     async def stored_replies(self, parties: list[str], keys: list[str]) -> list[Any]:
         """(party_id, key, request_hash, status_code, response) of stored responses whose
@@ -209,10 +224,11 @@ class SendSQL:
 
     # SQLite: the group's writes a statement per table (PostgreSQL: write_postgres).
 
-    async def save_states(self, rows: list[tuple[str, str, int, int, str, int]]) -> int | None:
+    async def save_states(self, rows: list[tuple[str, str, int, int, str, int]]) -> int:
         """Compare-and-swap (state, status, new version, now, cid, old version) each;
         returns the rows changed."""
-        return await self._executemany(_SQLITE["save"], list(rows))
+        found = await self._fetch(_sqlite_save(len(rows)), [v for row in rows for v in row])
+        return len(found)
 
     async def append_log(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """(cid, object_id, type, sender_id, object, payload, received_at) each; returns
@@ -249,19 +265,23 @@ class SendSQL:
     async def bump_parties(self, counts: list[tuple[int, str]]) -> dict[str, int]:
         """Add n to each party's event counter ((n, party id) each, in id order); returns
         the new tops by party."""
-        await self._executemany(_SQLITE["bump"], list(counts))
-        ids = [party for _, party in counts]
-        rows = await self._fetch(_sqlite_tops(len(ids)), ids)
+        rows = await self._fetch(_sqlite_bump(len(counts)), [v for row in counts for v in row])
         return {row[0]: int(row[1]) for row in rows}
 
     async def insert_events(self, rows: list[tuple[Any, ...]]) -> None:
         """(party_id, seq, cid, kind, log_seq, created_at) each."""
-        await self._executemany(_SQLITE["events"], rows)
+        await self._insert(_EVENTS, rows)
 
     async def insert_held(self, rows: list[tuple[Any, ...]]) -> None:
         """(party_id, cid, log_seq, release_at, created_at) each."""
-        await self._executemany(_SQLITE["held"], rows)
+        await self._insert(_HELD, rows)
 
     async def insert_records(self, rows: list[tuple[Any, ...]]) -> None:
         """(party_id, key, request_hash, status_code, response, created_at) each."""
-        await self._executemany(self._text("records"), rows)
+        if not self._pg:
+            await self._insert(_RECORDS, rows)
+            return
+        try:
+            await self._db.executemany(_PG_RECORDS, rows)
+        except DRIVER_ERRORS as error:
+            raise driver_error(_PG_RECORDS, error) from error

@@ -204,7 +204,7 @@ async def _write(
             for cid, chain in changed
         ]
     )
-    if saved is not None and saved != len(changed):
+    if saved != len(changed):
         raise StaleWrite("a connection changed under the batch")
     seqs = await sql.append_log([(*_log_row(a), now) for a in accepted])
     await _deliver(sql, session, accepted, seqs, now)
