@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     failed = False
     t0 = time.monotonic()
+    times = load.cpu_times()
     with _workdir(args.keep) as workdir:
         ctx = Context(
             plan=plan,
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 ctx.rows.append(pending("(aborted)", backend, f"{type(exc).__name__}: {first}"))
                 failed = True
     elapsed = time.monotonic() - t0
+    steal = load.steal_since(times)
     table = report.render(ctx.rows)
     header = (
         f"Run {started:%Y-%m-%d %H:%M} UTC, {'quick' if args.quick else 'full'} mode, "
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, {os.cpu_count()} CPUs"
         + (", server on CPU 0 / load on CPU 1" if pin else ", unpinned")
         + f", peak load tool {tool}"
+        + (f", CPU steal {steal:.0%} over the run" if steal is not None else "")
         + "".join(f", {kv}" for kv in args.server_env)
     )
     print()

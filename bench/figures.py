@@ -65,7 +65,7 @@ def send_peak(
     )
     ctx.log(
         f"send[{backend}/{label}]: {res.rate:,.0f} msg/s, p99 {res.p99_ms:.0f} ms, {cpu} "
-        f"{res.detail}"
+        f"{res.steal_note} {res.detail}"
     )
     return res, cpu
 
@@ -74,9 +74,12 @@ def send_rows(ctx: Context, backend: str, res: load.LoadResult, cpu: SendCpu) ->
     http = limit_http(ctx)
     crypto_rate = crypto(ctx)
     _, batched = ctx.refs[f"limit_db/{backend}"], ctx.refs[f"limit_db/{backend}/100"]
-    note = f"{res.tool}, {ctx.plan.connections} conns, {ctx.plan.links} chains; {cpu}"
-    if res.detail:
-        note += f"; {res.detail}"
+    note = report.notes(
+        f"{res.tool}, {ctx.plan.connections} conns, {ctx.plan.links} chains",
+        str(cpu),
+        res.steal_note,
+        res.detail,
+    )
     ctx.rows.append(
         Row(
             "send throughput",
@@ -114,7 +117,10 @@ def latency(
         connections=ctx.plan.connections,
         cpu=ctx.load_cpu,
     )
-    ctx.log(f"latency[{name}] @ {rate:,.0f}/s: p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms")
+    ctx.log(
+        f"latency[{name}] @ {rate:,.0f}/s: p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms "
+        f"{res.steal_note}"
+    )
     return res
 
 
@@ -143,9 +149,11 @@ LATENCY_GOAL_MS = 20.0
 def latency_rows(
     ctx: Context, backend: str, res: load.LoadResult, ref: load.LoadResult, rate: float
 ) -> None:
-    note = f"open loop at {rate:,.0f}/s (50% of peak), {ctx.plan.seconds:g} s"
-    if res.detail:
-        note += f"; {res.detail}"
+    note = report.notes(
+        f"open loop at {rate:,.0f}/s (50% of peak), {ctx.plan.seconds:g} s",
+        res.steal_note,
+        res.detail,
+    )
     ctx.rows.append(
         Row(
             "send latency p50",
@@ -163,6 +171,7 @@ def latency_rows(
             f"{res.p99_ms:.1f} ms",
             f"bare endpoint at same rate {ref.p99_ms:.1f} ms",
             res.p99_ms / ref.p99_ms if ref.p99_ms else None,
+            note=report.notes(ref.steal_note and f"bare endpoint's run: {ref.steal_note}"),
         )
     )
     # The goal is absolute: the ratio is to 20 ms. A send is durable before its answer, so
@@ -279,7 +288,7 @@ def scale(
             f"small-db figure {report.rate(small.peak.rate)}",
             res.rate / small.peak.rate if small.peak.rate else None,
             "",
-            f"{sizes}; {cpu}" + (f"; {res.detail}" if res.detail else ""),
+            report.notes(sizes, str(cpu), res.steal_note, res.detail),
         )
     )
     if lat is not None and small.latency is not None:
@@ -290,8 +299,11 @@ def scale(
                 f"{lat.p99_ms:.1f} ms",
                 f"small-db p99 {small.latency.p99_ms:.1f} ms",
                 lat.p99_ms / small.latency.p99_ms if small.latency.p99_ms else None,
-                note=f"same rate {small.rate50:,.0f}/s; p50 {lat.p50_ms:.1f} ms"
-                + (f"; {lat.detail}" if lat.detail else ""),
+                note=report.notes(
+                    f"same rate {small.rate50:,.0f}/s; p50 {lat.p50_ms:.1f} ms",
+                    lat.steal_note,
+                    lat.detail,
+                ),
             )
         )
     ctx.rows.append(
@@ -351,6 +363,15 @@ def broadcast(ctx: Context, backend: str, srv: servers.Server, db_url: str) -> N
             )
 
 
+def _steals(steals: dict[int, float | None]) -> str:
+    known = {n: s for n, s in steals.items() if s is not None}
+    if not known:
+        return ""
+    return "CPU steal " + ", ".join(
+        f"{s:.0%} ({n} server{'s' if n > 1 else ''})" for n, s in sorted(known.items())
+    )
+
+
 def multi_instance(
     ctx: Context, backend: str, db_url: str, pop: Population, secret: str, port: int
 ) -> None:
@@ -361,6 +382,7 @@ def multi_instance(
     ]
     problems: list[str] = []
     results: dict[int, float] = {}
+    steals: dict[int, float | None] = {}
     for instances in (1, 2):
         with contextlib.ExitStack() as stack:
             srvs = [
@@ -397,6 +419,7 @@ def multi_instance(
                 ]
                 res = [f.result() for f in futures]
             results[instances] = sum(r.rate for r in res)
+            steals[instances] = res[0].steal
             problems.extend(f"{instances} server(s): {r.detail}" for r in res if r.detail)
             ctx.log(f"multi[{backend}] {instances} instance(s): {results[instances]:,.0f} msg/s")
     ctx.rows.append(
@@ -406,8 +429,11 @@ def multi_instance(
             report.rate(results[2], " msg/s"),
             f"1 server, same load {report.rate(results[1])}",
             results[2] / results[1] if results[1] else None,
-            note="no CPU pinning: 2 servers + PostgreSQL + 2 wrk share the machine's cores; "
-            + ("; ".join(problems) if problems else "no non-2xx answers"),
+            note=report.notes(
+                "no CPU pinning: 2 servers + PostgreSQL + 2 wrk share the machine's cores",
+                "; ".join(problems) if problems else "no non-2xx answers",
+                _steals(steals),
+            ),
         )
     )
 

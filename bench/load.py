@@ -26,11 +26,44 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     detail: str = ""
+    steal: float | None = None
+    """Share of the machine's CPU time the hypervisor took for other guests during the
+    run (``steal`` in /proc/stat); ``None`` where the kernel does not say."""
 
     @property
     def rate(self) -> float:
         """2xx responses per second."""
         return self.ok / self.seconds if self.seconds else 0.0
+
+    @property
+    def steal_note(self) -> str:
+        """``CPU steal 12%`` for a row's notes; empty when unknown."""
+        return "" if self.steal is None else f"CPU steal {self.steal:.0%}"
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs so far, from /proc/stat (Linux); ``None``
+    elsewhere. A virtual machine's steal is time its vCPUs were ready to run but the host
+    ran something else: the share of a run that a busy host takes away, which moves
+    throughput and, most of all, tail latency between runs of the same code."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    values = [int(v) for v in fields[1:9]]
+    return values[7], sum(values)
+
+
+def steal_since(before: tuple[int, int] | None) -> float | None:
+    """The steal share of CPU time since ``before`` (from :func:`cpu_times`)."""
+    after = cpu_times()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def have_wrk() -> bool:
@@ -73,7 +106,9 @@ def peak(
             mode,
             "1",
         ]
+        times = cpu_times()
         out = _run(pinned(cmd, cpu), seconds + 120)
+        steal = steal_since(times)
         line = next(x for x in reversed(out.splitlines()) if x.startswith("{"))
         data = json.loads(line)
         detail = ""
@@ -90,6 +125,7 @@ def peak(
             data["p50_us"] / 1000,
             data["p99_us"] / 1000,
             detail,
+            steal,
         )
     return _loadgen(url, requests, seconds=seconds, connections=connections, mode=mode, cpu=cpu)
 
@@ -137,7 +173,9 @@ def _loadgen(
         "--rate",
         str(rate),
     ]
+    times = cpu_times()
     out = _run(pinned(cmd, cpu), seconds + 120)
+    steal = steal_since(times)
     data = json.loads(out.strip().splitlines()[-1])
     detail = ""
     if data["failed"] or data["starved"]:
@@ -150,4 +188,5 @@ def _loadgen(
         data["p50_ms"],
         data["p99_ms"],
         detail,
+        steal,
     )

@@ -40,10 +40,13 @@ def limit_http(ctx: Context) -> float:
             report.rate(res.rate, " req/s"),
             "bare FastAPI POST, 1 worker",
             None,
-            note=f"{res.tool}, {ctx.plan.connections} connections; p99 {res.p99_ms:.1f} ms",
+            note=report.notes(
+                f"{res.tool}, {ctx.plan.connections} connections; p99 {res.p99_ms:.1f} ms",
+                res.steal_note,
+            ),
         )
     )
-    ctx.log(f"limit_http: {res.rate:,.0f} req/s")
+    ctx.log(f"limit_http: {res.rate:,.0f} req/s {res.steal_note}")
     return res.rate
 
 

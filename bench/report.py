@@ -41,6 +41,11 @@ def pending(name: str, backend: str, why: str) -> Row:
     return Row(name, backend, "pending", "—", None, "", why)
 
 
+def notes(*parts: str) -> str:
+    """A row's notes: the non-empty ``parts``, joined with "; "."""
+    return "; ".join(part for part in parts if part)
+
+
 def rate(value: float, unit: str = "/s") -> str:
     """A rate with thousands separators."""
     return f"{value:,.0f}{unit}"
