@@ -331,11 +331,13 @@ def broadcast(ctx: Context, backend: str, srv: servers.Server, db_url: str) -> N
         sender, jobs = asyncio.run(prepare_fanout(srv.url, n, start))
         asyncio.run(_seed(db_url, jobs))
         prepared = time.monotonic() - began
+        times = load.cpu_times()
         timings, outcome = asyncio.run(run_broadcasts(srv.url, sender, ctx.plan.broadcasts))
+        steal = load.steal_since(times)
         best = statistics.median(timings)
         enqueued = outcome["delivered"] + outcome["held"]
         per_s = enqueued / best
-        ctx.log(f"broadcast[{backend}] N={n}: {best * 1000:.0f} ms, {outcome}")
+        ctx.log(f"broadcast[{backend}] N={n}: {best * 1000:.0f} ms, {outcome}, steal {steal}")
         ctx.rows.append(
             Row(
                 f"broadcast fan-out N={n:,}",
@@ -343,10 +345,11 @@ def broadcast(ctx: Context, backend: str, srv: servers.Server, db_url: str) -> N
                 f"{best * 1000:,.0f} ms ({report.rate(per_s, ' recipients/s')})",
                 f"limit_db batched {report.rate(batched, ' rows/s')}",
                 per_s / batched,
-                note=(
+                note=report.notes(
                     f"median of {len(timings)}; selected {outcome['candidates']:,}, "
                     f"delivered {outcome['delivered']:,}, held {outcome['held']:,}, "
-                    f"refused {outcome['refused']}; set-up {prepared:.0f} s"
+                    f"refused {outcome['refused']}; set-up {prepared:.0f} s",
+                    load.steal_text(steal),
                 ),
             )
         )

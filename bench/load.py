@@ -37,8 +37,12 @@ class LoadResult:
 
     @property
     def steal_note(self) -> str:
-        """``CPU steal 12%`` for a row's notes; empty when unknown."""
-        return "" if self.steal is None else f"CPU steal {self.steal:.0%}"
+        return steal_text(self.steal)
+
+
+def steal_text(share: float | None) -> str:
+    """``CPU steal 12%`` for a row's notes; empty when unknown."""
+    return "" if share is None else f"CPU steal {share:.0%}"
 
 
 def cpu_times() -> tuple[int, int] | None:
