@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}, {os.cpu_count()} CPUs"
         + (", server on CPU 0 / load on CPU 1" if pin else ", unpinned")
         + f", peak load tool {tool}"
-        + (f", CPU steal {steal:.0%} over the run" if steal is not None else "")
+        + (f", {load.steal_text(steal)} over the run" if steal is not None else "")
         + "".join(f", {kv}" for kv in args.server_env)
     )
     print()

@@ -137,8 +137,8 @@ class WriteBatcher:
 
         This is the set-based path of the hot writes (sends): instead of each request
         issuing its own few statements, the handler issues a few statements for all of
-        them (one multi-row statement per table), so statements per
-        message fall from ~5 to ~5 per batch. ``fallback`` is the same write as a plain
+        them (one multi-row statement per table), so statements fall from ~5 per
+        message to ~8 per batch. ``fallback`` is the same write as a plain
         unit: if the group fails, the batch is rolled back and rerun with every request as
         its own unit inside a SAVEPOINT, so one bad request cannot sink the others.
         """

@@ -30,6 +30,9 @@ _PG = {
     "FROM idempotency_records WHERE party_id = ANY($1::text[]) AND key = ANY($2::text[])",
     "connections": "SELECT cid, inviter_id, acceptor_id, state, version FROM connections "
     "WHERE cid = ANY($1::text[]) ORDER BY cid FOR NO KEY UPDATE",
+    "records": "INSERT INTO idempotency_records "
+    "(party_id, key, request_hash, status_code, response, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6)",
 }
 # PostgreSQL: every write of a send group in one statement (one round trip, one statement
 # for the server to plan) — the shape of the broadcast chunk's (messages/service.py).
@@ -95,11 +98,6 @@ held AS (
 SELECT (SELECT count(*) FROM saved), ARRAY(SELECT seq FROM numbered ORDER BY i),
     (SELECT count(*) FROM log), (SELECT count(*) FROM events), (SELECT count(*) FROM held)
 """
-_PG_RECORDS = (
-    "INSERT INTO idempotency_records "
-    "(party_id, key, request_hash, status_code, response, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6)"
-)
 
 
 def _marks(n: int) -> str:
@@ -114,6 +112,11 @@ def _marks(n: int) -> str:
 # event loop is doing: PROFILE.md, session 9).
 def _rows(n: int, width: int) -> str:
     return ", ".join(["(" + _marks(width) + ")"] * n)
+
+
+def _flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """The rows' values in order: the parameters of a multi-row statement."""
+    return [value for row in rows for value in row]
 
 
 @cache
@@ -197,7 +200,7 @@ class SendSQL:
     async def _insert(self, into: tuple[str, str, int], rows: list[tuple[Any, ...]]) -> None:
         """SQLite: ``rows`` into (table, columns, width) with one multi-row INSERT."""
         sql = _sqlite_insert(*into, len(rows))
-        await self._fetch(sql, [value for row in rows for value in row])
+        await self._fetch(sql, _flat(rows))
 
     @property
     def postgres(self) -> bool:
@@ -227,14 +230,14 @@ class SendSQL:
     async def save_states(self, rows: list[tuple[str, str, int, int, str, int]]) -> int:
         """Compare-and-swap (state, status, new version, now, cid, old version) each;
         returns the rows changed."""
-        found = await self._fetch(_sqlite_save(len(rows)), [v for row in rows for v in row])
+        found = await self._fetch(_sqlite_save(len(rows)), _flat(rows))
         return len(found)
 
     async def append_log(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """(cid, object_id, type, sender_id, object, payload, received_at) each; returns
         the log numbers in row order."""
         sql = _sqlite_log(len(rows))
-        found = await self._fetch(sql, [value for row in rows for value in row])
+        found = await self._fetch(sql, _flat(rows))
         # Numbers are handed out in insertion order, the rows' order (under SQLite's write
         # lock); RETURNING promises no order of its own, so sort.
         seqs = sorted(int(row[0]) for row in found)
@@ -265,7 +268,7 @@ class SendSQL:
     async def bump_parties(self, counts: list[tuple[int, str]]) -> dict[str, int]:
         """Add n to each party's event counter ((n, party id) each, in id order); returns
         the new tops by party."""
-        rows = await self._fetch(_sqlite_bump(len(counts)), [v for row in counts for v in row])
+        rows = await self._fetch(_sqlite_bump(len(counts)), _flat(counts))
         return {row[0]: int(row[1]) for row in rows}
 
     async def insert_events(self, rows: list[tuple[Any, ...]]) -> None:
@@ -282,6 +285,6 @@ class SendSQL:
             await self._insert(_RECORDS, rows)
             return
         try:
-            await self._db.executemany(_PG_RECORDS, rows)
+            await self._db.executemany(_PG["records"], rows)
         except DRIVER_ERRORS as error:
-            raise driver_error(_PG_RECORDS, error) from error
+            raise driver_error(_PG["records"], error) from error
