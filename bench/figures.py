@@ -337,7 +337,9 @@ def broadcast(ctx: Context, backend: str, srv: servers.Server, db_url: str) -> N
         best = statistics.median(timings)
         enqueued = outcome["delivered"] + outcome["held"]
         per_s = enqueued / best
-        ctx.log(f"broadcast[{backend}] N={n}: {best * 1000:.0f} ms, {outcome}, steal {steal}")
+        ctx.log(
+            f"broadcast[{backend}] N={n}: {best * 1000:.0f} ms, {outcome} {load.steal_text(steal)}"
+        )
         ctx.rows.append(
             Row(
                 f"broadcast fan-out N={n:,}",

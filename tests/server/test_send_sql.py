@@ -45,7 +45,9 @@ async def test_state_swap_counts_matching_versions_and_bump_returns_tops(
                 text("SELECT cid, version, updated_at FROM connections WHERE cid IN (:a, :b)"),
                 {"a": cids[0], "b": cids[1]},
             )
-            assert {c: (v, u) for c, v, u in versions}[cids[0]] == (v0 + 1, 7)
+            after = {c: (v, u) for c, v, u in versions}
+            assert after[cids[0]] == (v0 + 1, 7)
+            assert after[cids[1]][0] == v1  # the stale row is left as it was
             ids = sorted([business.party_id, person.party_id])
             bumped = await sql.bump_parties([(3, ids[0]), (1, ids[1])])
             assert bumped == {ids[0]: before[ids[0]] + 3, ids[1]: before[ids[1]] + 1}
