@@ -45,6 +45,18 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    body = problem_body(status=status, code=code, title=title, detail=detail)
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def problem_body(*, status: int, code: str, title: str, detail: str | None) -> dict[str, Any]:
+    """The members every problem has (``detail`` when it says more than nothing)."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,
@@ -53,13 +65,14 @@ def problem_response(
     }
     if detail:
         body["detail"] = detail
-    request_id = getattr(request.state, "request_id", None)
-    if request_id:
-        body["request_id"] = request_id
-    body.update(extra)
-    return JSONResponse(
-        body, status_code=status, headers=headers, media_type="application/problem+json"
-    )
+    return body
+
+
+def domain_problem(exc: DomainError) -> dict[str, Any]:
+    """``exc`` as a problem object (for one item of a batch's answer)."""
+    body = problem_body(status=exc.status, code=exc.code, title=exc.title, detail=exc.detail)
+    body.update(exc.extra)
+    return body
 
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"

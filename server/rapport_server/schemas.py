@@ -214,6 +214,24 @@ class SendResult(Out):
     release_time: int | None
 
 
+class SendBatchItem(Out):
+    status: int = Field(
+        description="The status this message alone would have had sent on its own: 201 "
+        "accepted, else the status of its refusal."
+    )
+    message: SendResult | None = Field(None, description="When accepted (201).")
+    problem: dict[str, Any] | None = Field(
+        None, description="When refused: the RFC 9457 problem (same `code` as a single send)."
+    )
+    replayed: bool = Field(
+        False, description="Answered from the response stored for the Idempotency-Key."
+    )
+
+
+class SendBatchResult(Out):
+    results: list[SendBatchItem] = Field(description="One per object, in request order.")
+
+
 class InboxMessage(Out):
     id: int = Field(description="Event number in your stream (the inbox cursor).")
     cid: str

@@ -146,6 +146,67 @@ def verify_body(raw: bytes, svc: Services) -> SignedObject:
         raise to_problem(exc) from None
 
 
+SEND_BATCH_MAX = 100
+"""The most messages one ``POST /v1/messages/batch`` carries."""
+
+
+def verify_batch_body(raw: bytes, svc: Services) -> list[SignedObject | DomainError]:
+    """``{"objects": [<signed object>, …]}`` parsed strictly; each object verified on its
+    own. The body's shape is the request's (a problem for all of it); an object that does
+    not verify is that item's refusal, in its place in the list."""
+    limits = strict_json.Limits(max_bytes=svc.settings.max_body_bytes)
+    try:
+        doc = strict_json.loads(raw, limits)
+    except errors.ProtocolError as exc:
+        raise to_problem(exc) from None
+    if (
+        not isinstance(doc, dict)
+        or set(doc) != {"objects"}
+        or not isinstance(doc["objects"], list)
+        or not 1 <= len(doc["objects"]) <= SEND_BATCH_MAX
+    ):
+        raise DomainError(
+            f'the body is {{"objects": [<signed object>, …]}} with 1 to {SEND_BATCH_MAX} objects',
+            status=422,
+            code="validation_error",
+        )
+    now = svc.clock()
+    skew = svc.settings.clock_skew_seconds
+    verified: list[SignedObject | DomainError] = []
+    for item in doc["objects"]:
+        try:
+            verified.append(envelope.verify(item, now=now, skew=skew, text_size=len(raw)))
+        except errors.ProtocolError as exc:
+            verified.append(to_problem(exc))
+    return verified
+
+
+BATCH_BODY_SCHEMA: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["objects"],
+                "additionalProperties": False,
+                "properties": {
+                    "objects": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": SEND_BATCH_MAX,
+                        "items": {
+                            "type": "object",
+                            "description": "A message object signed by you, naming its "
+                            "connection in `cid` (spec/protocol.md).",
+                        },
+                    }
+                },
+            }
+        }
+    },
+}
+
+
 ObjectDep = Annotated[SignedObject, Depends(signed_object)]
 
 

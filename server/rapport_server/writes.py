@@ -142,13 +142,21 @@ class WriteBatcher:
         unit: if the group fails, the batch is rolled back and rerun with every request as
         its own unit inside a SAVEPOINT, so one bad request cannot sink the others.
         """
+        return await self.enqueue_group(handler, request, fallback)
+
+    def enqueue_group(
+        self, handler: GroupHandler, request: Any, fallback: Unit[T]
+    ) -> asyncio.Future[T]:
+        """``submit_group`` without the wait: the request is queued when this returns, so
+        requests enqueued one after another are applied in that order (a batch of sends on
+        one chain). Await the future for the outcome."""
         if self._task is None:
             raise RuntimeError("WriteBatcher is not started")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(
             _Pending(fallback, future, savepoint=False, group=handler, request=request)
         )
-        return await future
+        return future
 
     async def _run(self) -> None:
         while True:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import re
 from collections import Counter, deque
 from typing import Annotated, Any
@@ -22,10 +24,12 @@ from ..connections import service as conn_service
 from ..connections.codec import wire_object
 from ..connections.endpoints import BODY, WRITE_ERRORS, Cid
 from ..domain import Conflict, DomainError, NotFound, Subject
-from ..schemas import BroadcastResult, InboxMessage, Page, SendResult
+from ..problems import domain_problem
+from ..schemas import BroadcastResult, InboxMessage, Page, SendBatchResult, SendResult
 from ..services import Services
 from ..tables import Event, LogEntry
 from ..web import (
+    BATCH_BODY_SCHEMA,
     BEARER_SECURITY,
     IDEMPOTENCY_HEADER,
     SEND_PARTY_MAX_AGE,
@@ -43,9 +47,10 @@ from ..web import (
     run_write,
     stored_response,
     subject_of,
+    verify_batch_body,
     verify_body,
 )
-from ..writes import UnitContext
+from ..writes import StoreUnavailable, Unit, UnitContext
 from . import sending, service
 
 router = APIRouter(tags=["messages"])
@@ -101,6 +106,109 @@ async def accept_send(
         raise Conflict(
             "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
         ) from None
+
+
+@router.post(
+    "/v1/messages/batch",
+    summary="Send several messages",
+    status_code=200,
+    response_model=SendBatchResult,
+    responses=WRITE_ERRORS,
+    openapi_extra={"requestBody": BATCH_BODY_SCHEMA, **BEARER_SECURITY},
+)
+async def send_batch(request: Request) -> Response:
+    """Send up to 100 signed messages, on any of your connections, in one request. Each is
+    decided on its own, exactly as if sent alone and in list order (several on one chain
+    follow each other); the answer has one result per object: the 201 ``message`` or the
+    refusal's ``problem``. The body's shape and the bearer token concern the whole request.
+    With an ``Idempotency-Key``, a retry with the same body answers the accepted messages
+    from their stored results (``replayed``) and decides the refused ones again."""
+    svc: Services = request.app.state.services
+    token = bearer(request.headers.get("authorization"))
+    subject = await subject_of(svc, token, max_age=SEND_PARTY_MAX_AGE)
+    body = await request.body()
+    objects = verify_batch_body(body, svc)
+    idem = idempotency(request.headers.get(IDEMPOTENCY_HEADER), "POST", request.url.path, body)
+    now = svc.clock()
+    waiting: list[asyncio.Future[sending.SendReply] | DomainError] = []
+    for i, obj in enumerate(objects):
+        if isinstance(obj, DomainError):
+            waiting.append(obj)
+            continue
+        try:
+            conn_service.require_type(obj, {MessageType.MESSAGE})
+            if obj.cid is None:
+                raise DomainError(
+                    "a message sent in a batch names its connection (cid)",
+                    status=422,
+                    code="invalid_object",
+                )
+        except DomainError as exc:
+            waiting.append(exc)
+            continue
+        item_idem = None if idem is None else (_item_key(idem[0], i), idem[1])
+        send_request = sending.SendRequest(subject, obj.cid, obj, now, item_idem)
+        waiting.append(
+            svc.batcher.enqueue_group(svc.sends, send_request, _fallback(svc, send_request))
+        )
+    items = []
+    for entry in waiting:
+        if isinstance(entry, DomainError):
+            items.append(_problem_item(entry))
+            continue
+        try:
+            reply = await entry
+        except DomainError as exc:
+            items.append(_problem_item(exc))
+        except IntegrityError:
+            items.append(_problem_item(_IN_PROGRESS))
+        except StoreUnavailable:
+            items.append(_problem_item(_UNAVAILABLE))
+        else:
+            replayed = "true" if reply.replayed else "false"
+            items.append(
+                f'{{"status":{reply.status_code},"message":{reply.text},'
+                f'"problem":null,"replayed":{replayed}}}'
+            )
+    text = '{"results":[' + ",".join(items) + "]}"
+    return Response(text, status_code=200, media_type="application/json")
+
+
+# The problems a batch item gets where a single send's exception handler would answer.
+_IN_PROGRESS = Conflict(
+    "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
+)
+_UNAVAILABLE = DomainError(
+    "nothing was changed; retry",
+    status=503,
+    code="store_unavailable",
+    title="Storage temporarily unavailable",
+    retry_after=1,
+)
+
+
+def _item_key(key: str, index: int) -> str:
+    """The key a batch's item ``index`` is stored under: a control character (which a
+    client's key cannot contain) so it is never a single send's key, and the key digested
+    so that it fits the column whatever the client's key length."""
+    return f"\x1fbatch:{hashlib.sha256(key.encode()).hexdigest()[:48]}:{index}"
+
+
+def _fallback(svc: Services, send_request: sending.SendRequest) -> Unit[sending.SendReply]:
+    async def unit(ctx: UnitContext) -> sending.SendReply:
+        return await svc.sends.one(ctx, send_request)
+
+    return unit
+
+
+def _problem_item(exc: DomainError) -> str:
+    item = {
+        "status": exc.status,
+        "message": None,
+        "problem": domain_problem(exc),
+        "replayed": False,
+    }
+    return json.dumps(item, separators=(",", ":"))
 
 
 _SEND_PATH = re.compile(r"/v1/connections/([0-9a-f]{32})/messages")
