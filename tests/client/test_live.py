@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from rapport_client import AsyncClient, Client, errors, verify_log, webhooks
+from rapport_client import AsyncClient, Client, errors, models, verify_log, webhooks
 from rapport_protocol import SigningKey
 
 from tests.helpers import FakeClock, free_port, live_server
@@ -447,3 +447,58 @@ async def test_event_stream_resumes_after_dropped_connections_without_gaps_or_re
         # more than one event before the drop).
         resumed = [int(x) for x in transport.last_event_ids[1:] if x is not None]
         assert len(resumed) == 2 and resumed == sorted(set(resumed)) and set(resumed) <= set(got)
+
+
+async def test_batch_send_decides_each_message_and_keeps_the_chains(
+    business: Client, person: AsyncClient, server_url: str, clock: FakeClock
+) -> None:
+    cid = await connect(business, person)
+    other = AsyncClient(server_url, key=SigningKey.generate(), clock=clock)
+    await other.parties.register("person", "Bob")
+    invitation = business.invitations.create(label="b", requested=[ORDER_CAP])
+    cid2 = (await other.invitations.accept(invitation.id, grants=[ORDER_CAP])).cid
+
+    def out(c: str, content: str, topic: str = "order_updates") -> models.OutgoingMessage:
+        return models.OutgoingMessage(cid=c, topic=topic, content=content)
+
+    items = business.messages.send_batch(
+        [out(cid, "#1"), out(cid2, "bob #1"), out(cid, "#2"), out(cid, "#3"), out(cid, "x", "security")]
+    )
+    assert [i.status for i in items] == [201, 201, 201, 429, 409]
+    assert items[0].message and items[2].message
+    assert items[2].message.server_seq > items[0].message.server_seq
+    assert isinstance(items[3].error(), errors.RateExceeded)
+    assert isinstance(items[4].error(), errors.ChainBroken)  # it continued the refused #3
+    assert items[0].error() is None and not items[0].replayed
+    assert [m.content async for m in person.messages.inbox(cid=cid)] == ["#1", "#2"]
+    assert [m.content async for m in other.messages.inbox(cid=cid2)] == ["bob #1"]
+
+    # The heads moved past what was accepted only: single sends continue both chains.
+    clock.advance(DAY)
+    assert business.messages.send(cid, topic="order_updates", content="#3").id
+    assert business.messages.send(cid2, topic="order_updates", content="bob #2").id
+    # The async client's flavour, from the person's side (the business offered support).
+    (back,) = await person.messages.send_batch([out(cid, "thanks", "support")])
+    assert back.ok and back.message and back.message.cid == cid
+    with pytest.raises(errors.ValidationError):  # the request as a whole: 1 to 100 objects
+        await person.messages.send_batch([])
+    await other.aclose()
+
+
+async def test_a_lost_batch_answer_is_retried_and_each_message_applied_once(
+    server_url: str, clock: FakeClock, person: AsyncClient
+) -> None:
+    transport = LoseFirstAnswer("/messages/batch")
+    with Client(server_url, key=SigningKey.generate(), clock=clock, transport=transport,
+                sleep=lambda s: None) as shop:  # fmt: skip
+        shop.parties.register("business", "Lossy Ltd")
+        invitation = shop.invitations.create(label="x")
+        cid = (await person.invitations.accept(invitation.id, grants=[ORDER_CAP])).cid
+        batch = [models.OutgoingMessage(cid=cid, topic="order_updates", content=c) for c in "ab"]
+        items = shop.messages.send_batch(batch)
+        assert len(transport.seen) == 2
+        assert transport.seen[0].content == transport.seen[1].content
+        assert [(i.status, i.replayed) for i in items] == [(201, True), (201, True)]
+        assert [m.content async for m in person.messages.inbox(cid=cid)] == ["a", "b"]
+        clock.advance(DAY)  # past the cap of 2 a day
+        assert shop.messages.send(cid, topic="order_updates", content="c").id  # chain intact

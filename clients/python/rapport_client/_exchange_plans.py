@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from rapport_protocol import MessageType
 
 from . import errors, models
 from ._core import ApiRequest, Plan, expect
-from ._operations import MT, Operations, Paged, parse
+from ._operations import MT, STALE_HEAD_CODES, Operations, Paged, parse
+from ._signing import ChainHead
 
 
 class FavourPlans:
@@ -142,6 +144,55 @@ class MessagePlans:
             expires_time=expires_time,
         )
         return parse(models.SendResult, result)
+
+    def send_batch(
+        self, messages: Sequence[models.OutgoingMessage]
+    ) -> Plan[list[models.SendBatchItem]]:
+        """Send up to 100 messages, on any of your connections, in one request. Each is
+        decided as :meth:`send` would decide it, in list order (several may continue one
+        chain); refusals do not raise but come back in their item
+        (:meth:`~rapport_client.models.SendBatchItem.error` gives the typed exception).
+        Messages after a refused one on the same connection fail ``chain_broken``: send
+        them again. Retried with one ``Idempotency-Key``, the accepted ones are not sent
+        twice. Raises only for the request as a whole (token, shape, transport)."""
+        ops = self._ops
+        signer = ops.signer
+        heads: dict[str, ChainHead] = {}
+        objects = []
+        for m in messages:
+            if m.cid not in heads:
+                heads[m.cid] = yield from ops.head(m.cid)
+            obj = signer.next_in(
+                m.cid,
+                heads[m.cid],
+                MT.MESSAGE,
+                self._body(m.topic, m.content_type, m.purpose, m.reply_to),
+                payload=m.content,
+                expires_time=m.expires_time,
+            )
+            heads[m.cid] = ChainHead(obj.seq, obj.id)
+            objects.append(obj)
+        try:
+            answer = yield ApiRequest(
+                "POST", "/v1/messages/batch", json={"objects": [o.to_json() for o in objects]}
+            )
+        except errors.APIConnectionError:
+            for cid in heads:  # the outcome is unknown: re-read the heads next time
+                signer.forget(cid)
+            raise
+        if not answer.ok:
+            if answer.status >= 500 or answer.status == 408:
+                for cid in heads:
+                    signer.forget(cid)
+            raise answer.error()
+        items = [models.SendBatchItem.model_validate(r) for r in answer.body["results"]]
+        for obj, item in zip(objects, items, strict=True):
+            assert obj.cid is not None
+            if item.ok:
+                signer.advance(obj)
+            elif (item.problem or {}).get("code") in STALE_HEAD_CODES or item.status >= 500:
+                signer.forget(obj.cid)
+        return items
 
     def inbox(
         self, *, cid: str | None = None, unacked: bool = False, limit: int | None = None

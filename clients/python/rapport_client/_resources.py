@@ -8,6 +8,7 @@ serialised per connection within one client.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -65,6 +66,39 @@ def _async(
         if not chained:
             return await self._client._run(op(self._plans, *args, **kwargs))
         async with self._client._chain_lock(_cid_of(args, kwargs)):
+            return await self._client._run(op(self._plans, *args, **kwargs))
+
+    return call
+
+
+def _cids_of(messages: Any) -> list[str]:
+    return sorted({m.cid for m in messages})
+
+
+def _sync_batch(
+    op: Callable[Concatenate[S, P], Plan[R]],
+) -> Callable[Concatenate[_SyncResource, P], R]:
+    """Like ``_sync(chained=True)`` for a call on several chains (the first argument's
+    ``cid`` s): their locks are taken in cid order, so two such calls cannot deadlock."""
+
+    @functools.wraps(op)
+    def call(self: _SyncResource, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with contextlib.ExitStack() as stack:
+            for cid in _cids_of(kwargs["messages"] if "messages" in kwargs else args[0]):
+                stack.enter_context(self._client._chain_lock(cid))
+            return self._client._run(op(self._plans, *args, **kwargs))
+
+    return call
+
+
+def _async_batch(
+    op: Callable[Concatenate[S, P], Plan[R]],
+) -> Callable[Concatenate[_AsyncResource, P], Awaitable[R]]:
+    @functools.wraps(op)
+    async def call(self: _AsyncResource, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with contextlib.AsyncExitStack() as stack:
+            for cid in _cids_of(kwargs["messages"] if "messages" in kwargs else args[0]):
+                await stack.enter_async_context(self._client._chain_lock(cid))
             return await self._client._run(op(self._plans, *args, **kwargs))
 
     return call
@@ -248,6 +282,7 @@ class AsyncFavours(_AsyncResource):
 
 class Messages(_SyncResource):
     send = _sync(MessagePlans.send, chained=True)
+    send_batch = _sync_batch(MessagePlans.send_batch)
     inbox = _sync_list(MessagePlans.inbox)
     ack = _sync(MessagePlans.ack)
     broadcast = _sync(MessagePlans.broadcast)
@@ -255,6 +290,7 @@ class Messages(_SyncResource):
 
 class AsyncMessages(_AsyncResource):
     send = _async(MessagePlans.send, chained=True)
+    send_batch = _async_batch(MessagePlans.send_batch)
     inbox = _async_list(MessagePlans.inbox)
     ack = _async(MessagePlans.ack)
     broadcast = _async(MessagePlans.broadcast)

@@ -10,6 +10,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import RapportError, error_for
+
 T = TypeVar("T")
 
 
@@ -180,6 +182,38 @@ class SendResult(Model):
     server_seq: int
     held: bool
     release_time: int | None = None
+
+
+class OutgoingMessage(Model):
+    """One message of :meth:`messages.send_batch`: what :meth:`messages.send` takes."""
+
+    cid: str
+    topic: str
+    content: str
+    content_type: str = "text/plain"
+    purpose: str | None = None
+    reply_to: str | None = None
+    expires_time: int | None = None
+
+
+class SendBatchItem(Model):
+    """One object's result in a batch send: ``message`` when accepted (``status`` 201),
+    else ``problem`` (the refusal, as a single send would have had it)."""
+
+    status: int
+    message: SendResult | None = None
+    problem: dict[str, Any] | None = None
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.message is not None
+
+    def error(self) -> RapportError | None:
+        """The typed exception a single send would have raised (``None`` if accepted)."""
+        if self.message is not None:
+            return None
+        return error_for(self.status, self.problem or {})
 
 
 class InboxMessage(Model):
