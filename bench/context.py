@@ -15,7 +15,7 @@ import httpx
 
 from bench import load
 from bench.report import Row
-from bench.workload import Population, populate, presign, resync_chains
+from bench.workload import Population, populate, presign, presign_batches, resync_chains
 
 T = TypeVar("T")
 BENCHMARKS = ("limits", "send", "latency", "scale", "broadcast", "multi", "delivery")
@@ -125,14 +125,22 @@ def _per_link(rate: float, seconds: float, links: int) -> int:
     return max(2, math.ceil(rate * seconds * 1.2 / links) + 1)
 
 
-def presign_run(ctx: Context, pop: Population, db_url: str, rate: float, name: str) -> Path:
+def presign_run(
+    ctx: Context, pop: Population, db_url: str, rate: float, name: str, batch: int = 0
+) -> Path:
+    """Requests for a run at up to ``rate`` messages/s: single sends, or ``batch``
+    messages per ``POST /v1/messages/batch``."""
     # Requests a load tool left in flight at its end still commit: let them, then read the
     # chain heads back.
     time.sleep(1.0)
     asyncio.run(resync_chains(pop, db_url))
     run_http(pop, _refresh)
     path = ctx.workdir / f"{name}.tsv"
-    presign(pop, _per_link(rate, ctx.plan.seconds, len(pop.links)), path)
+    per_link = _per_link(rate, ctx.plan.seconds, len(pop.links))
+    if batch:
+        presign_batches(pop, per_link, batch, path)
+    else:
+        presign(pop, per_link, path)
     return path
 
 

@@ -70,6 +70,16 @@ def steal_since(before: tuple[int, int] | None) -> float | None:
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
+def report_items(requests: int, refused: int, detail: str) -> str:
+    """The note of a batch-send run: its requests and any refused messages."""
+    parts = [f"{requests:,} batch requests"]
+    if refused:
+        parts.append(f"{refused:,} messages refused")
+    if detail:
+        parts.append(detail)
+    return "; ".join(parts)
+
+
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
@@ -92,8 +102,10 @@ def peak(
     mode: str = "chain",
     cpu: int | None,
     tool: str = "wrk",
+    batch: bool = False,
 ) -> LoadResult:
-    """Closed-loop peak throughput with ``connections`` connections."""
+    """Closed-loop peak throughput with ``connections`` connections. ``batch``: the
+    requests are batch sends, and ``ok`` / ``failed`` count their messages (wrk only)."""
     if tool == "wrk":
         cmd = [
             "wrk",
@@ -121,16 +133,22 @@ def peak(
                 f"non-2xx {data['failed']} ({data['statuses']}), socket errors "
                 f"{data['socket_errors']}, idle fillers {data['filler']}"
             )
+        ok, failed = data["ok"], data["failed"]
+        if batch:  # count messages, not requests
+            detail = report_items(data["ok"], data["items_failed"], detail)
+            ok, failed = data["items_ok"], data["items_failed"]
         return LoadResult(
             "wrk",
-            data["ok"],
-            data["failed"],
+            ok,
+            failed,
             data["duration_us"] / 1e6,
             data["p50_us"] / 1000,
             data["p99_us"] / 1000,
             detail,
             steal,
         )
+    if batch:
+        raise ValueError("batch sends are counted by bench/send.lua: wrk only")
     return _loadgen(url, requests, seconds=seconds, connections=connections, mode=mode, cpu=cpu)
 
 

@@ -7,6 +7,8 @@
 --   only after the previous one was answered 2xx (the answer is matched through the
 --   X-Request-Id header the server echoes). Needs more chains than connections.
 --   mode "any": the same requests round-robin, answers ignored (bare reference endpoint).
+--   A 2xx answer of POST /v1/messages/batch has one result per message: its accepted
+--   ("status":201) and refused results are counted too (items_ok, items_failed).
 -- done() prints one JSON line: 2xx count, other statuses, filler requests, latencies.
 
 local threads = {}
@@ -27,6 +29,8 @@ local rr = 1
 local mode = "chain"
 ok = 0
 failed = 0
+items_ok = 0
+items_failed = 0
 filler = 0
 statuses = ""
 local status_counts = {}
@@ -95,6 +99,12 @@ function response(status, headers, body)
   end
   if status >= 200 and status < 300 then
     ok = ok + 1
+    if body ~= nil and string.sub(body, 1, 12) == '{"results":[' then
+      local items = select(2, string.gsub(body, '"replayed":', ""))
+      local accepted = select(2, string.gsub(body, '{"status":201,"message":{', ""))
+      items_ok = items_ok + accepted
+      items_failed = items_failed + items - accepted
+    end
   else
     failed = failed + 1
     status_counts[status] = (status_counts[status] or 0) + 1
@@ -112,11 +122,14 @@ end
 
 function done(summary, latency, requests)
   local total_ok, total_failed, total_filler = 0, 0, 0
+  local total_items_ok, total_items_failed = 0, 0
   local all_statuses = {}
   for _, thread in ipairs(threads) do
     total_ok = total_ok + (thread:get("ok") or 0)
     total_failed = total_failed + (thread:get("failed") or 0)
     total_filler = total_filler + (thread:get("filler") or 0)
+    total_items_ok = total_items_ok + (thread:get("items_ok") or 0)
+    total_items_failed = total_items_failed + (thread:get("items_failed") or 0)
     local s = thread:get("statuses")
     if s ~= nil and s ~= "" then
       table.insert(all_statuses, s)
@@ -124,9 +137,10 @@ function done(summary, latency, requests)
   end
   io.write(string.format(
     '{"ok": %d, "failed": %d, "filler": %d, "statuses": "%s", "duration_us": %d, '
-      .. '"requests": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d}\n',
+      .. '"requests": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d, '
+      .. '"items_ok": %d, "items_failed": %d}\n',
     total_ok, total_failed, total_filler, table.concat(all_statuses, ","),
     summary.duration, summary.requests,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), total_items_ok, total_items_failed))
 end

@@ -1,0 +1,53 @@
+"""The batch-send figure's requests (bench/workload.py: presign_batches) are accepted by
+the server, and its answers carry the marks bench/send.lua counts messages by."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from bench.workload import populate, presign_batches
+from tests.helpers import FakeClock, live_server
+
+# What bench/send.lua counts in a 2xx answer of POST /v1/messages/batch.
+RESULT_MARK = '"replayed":'
+ACCEPTED_MARK = '{"status":201,"message":{'
+
+
+async def test_presigned_batches_are_accepted_and_counted(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    async with (
+        live_server(fresh_database_url, FakeClock()) as base,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        pop = await populate(base, http, businesses=1, links=6)
+        path = tmp_path / "batches.tsv"
+        assert presign_batches(pop, 2, 4, path) == 12
+        lines = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+        assert [(chain, route) for chain, route, _, _ in lines] == [
+            ("g0", "/v1/messages/batch"),
+            ("g1", "/v1/messages/batch"),
+        ] * 2  # 2 rounds of the groups of 4 and 2 links
+
+        async def post(auth: str, body: str) -> tuple[int, int]:
+            r = await http.post(
+                base + "/v1/messages/batch",
+                content=body.encode(),
+                headers={"Authorization": auth, "Content-Type": "application/json"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.text.startswith('{"results":[')
+            return r.text.count(RESULT_MARK), r.text.count(ACCEPTED_MARK)
+
+        assert [await post(auth, body) for _, _, auth, body in lines] == [
+            (4, 4),
+            (2, 2),
+            (4, 4),
+            (2, 2),
+        ]
+        # The last batch again: its places in the chains are taken, each one refused,
+        # and a refused message is a result that is not counted as accepted.
+        _, _, auth, body = lines[-1]
+        assert await post(auth, body) == (2, 0)
