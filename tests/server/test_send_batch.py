@@ -18,6 +18,7 @@ from rapport_server.messages.sending import SendReply, SendRequest
 from rapport_server.services import Services
 from rapport_server.tables import LogEntry
 from rapport_server.writes import UnitContext
+from sqlalchemy import select
 
 from tests.helpers import Actor, FakeClock, connect, live_server
 
@@ -83,7 +84,7 @@ async def test_one_batch_chains_sends_and_keeps_refusals_to_themselves(
         to_bob = shop.sign(M.MESSAGE, {"topic": "news"}, c_bob, payload="bob")
         to_eve = shop.sign(M.MESSAGE, {"topic": "news"}, c_eve, payload="eve")
         reply = ann.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="no grant back")
-        batches = svc.batcher.batches
+        batches, lean = svc.batcher.batches, svc.batcher.lean_batches
         out = await submit_all(
             svc,
             [
@@ -107,6 +108,8 @@ async def test_one_batch_chains_sends_and_keeps_refusals_to_themselves(
         assert isinstance(out[6], DomainError) and out[6].code == "grant_missing"
         assert svc.batcher.batches - batches == 2  # everything else shared one commit
         assert svc.batcher.redos == 0
+        # Sends alone: both batches ran on a driver connection, without an ORM session.
+        assert svc.batcher.lean_batches - lean == 2
 
         inbox = (await ann.get("/v1/messages", params={"cid": c_ann})).json()["data"]
         assert [m["content"] for m in inbox] == ["one", "two"]
@@ -207,6 +210,8 @@ async def test_a_database_error_reruns_the_batch_one_send_at_a_time(
             svc, [request(svc, shop, c_ann, to_ann), request(svc, shop, c_bob, to_bob)]
         )
         assert svc.batcher.redos == 1
+        assert svc.batcher.lean_batches == 0  # the lean attempt was rolled back, rerun in
+        # a session with a SAVEPOINT per send
         assert isinstance(out[0], SendReply) and out[0].status_code == 201  # unharmed
         assert not isinstance(out[1], SendReply)  # the constraint failed it alone
         inbox = (await ann.get("/v1/messages")).json()["data"]
@@ -366,3 +371,50 @@ async def test_a_stale_key_cached_for_sends_cannot_send_after_a_rotation(
             f"{base}/v1/connections/{cid}/messages", json={"object": stale}, headers=old_headers
         )
         assert r.status_code == 403 and r.json()["code"] == "not_a_party", r.text
+
+
+async def test_sends_beside_another_write_share_its_session_and_commit(
+    served: tuple[str, Services, FakeClock],
+) -> None:
+    """A batch holding a unit that is not a send runs in an ORM session (the unit needs
+    it), the sends' group included; one commit for all, and the sends' events wake up."""
+    base, svc, clock = served
+    async with httpx.AsyncClient(timeout=30) as http:
+        shop, ann = await actors(base, clock, http, 2)
+        c_ann = await connect(shop, ann, person_grants=NEWS)
+        first = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="one")
+        second = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="two")
+        seen: list[int] = []
+
+        async def other(ctx: UnitContext) -> int:
+            rows = await ctx.session.execute(select(LogEntry.seq).where(LogEntry.cid == c_ann))
+            seen.append(len(rows.all()))
+            return 7
+
+        sends = [request(svc, shop, c_ann, first), request(svc, shop, c_ann, second)]
+
+        def one(r: SendRequest) -> Any:
+            async def unit(ctx: UnitContext) -> SendReply:
+                return await svc.sends.one(ctx, r)
+
+            return svc.batcher.submit_group(svc.sends, r, unit)
+
+        async def together() -> list[Any]:
+            return await asyncio.gather(
+                one(sends[0]), svc.batcher.submit(other), one(sends[1]), return_exceptions=True
+            )
+
+        assert svc.batcher._task is not None
+        batches, lean = svc.batcher.batches, svc.batcher.lean_batches
+        loop = svc.batcher._task.get_loop()
+        out = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(together(), loop))
+        assert [getattr(o, "status_code", o) for o in out] == [201, 7, 201]
+        assert svc.batcher.batches - batches == 1 and svc.batcher.lean_batches == lean
+        # The unit ran after the group in the same transaction: it saw the sends' rows.
+        log = (await ann.get(f"/v1/connections/{c_ann}/log")).json()["data"]
+        assert seen == [len(log)] and [e["object"]["id"] for e in log[-2:]] == [
+            first["id"],
+            second["id"],
+        ]
+        inbox = (await ann.get("/v1/messages", params={"cid": c_ann})).json()["data"]
+        assert [m["content"] for m in inbox] == ["one", "two"]

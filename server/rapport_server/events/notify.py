@@ -83,6 +83,12 @@ class LocalNotifier:
         """Called by the writer just before it commits (cross-instance notifiers use it)."""
         return None
 
+    async def publish_on_driver(
+        self, driver: Any, postgres: bool, party_ids: Collection[str]
+    ) -> None:
+        """``publish_in_transaction`` for a transaction on a driver connection."""
+        return None
+
     def committed(self, party_ids: Collection[str]) -> None:
         """Called by the writer after a commit that appended events for ``party_ids``."""
         if party_ids:
@@ -146,7 +152,14 @@ class PostgresNotifier(LocalNotifier):
         # writer's every batch pays this; through SQLAlchemy it cost ~0.3 ms more).
         if not party_ids:
             return
-        driver, _ = await transaction_driver(session)
+        driver, postgres = await transaction_driver(session)
+        await self.publish_on_driver(driver, postgres, party_ids)
+
+    async def publish_on_driver(
+        self, driver: Any, postgres: bool, party_ids: Collection[str]
+    ) -> None:
+        if not party_ids:
+            return
         try:
             await driver.fetch(_NOTIFY, CHANNEL, list(_chunks(sorted(party_ids))))
         except DRIVER_ERRORS as error:

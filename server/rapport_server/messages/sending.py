@@ -35,13 +35,11 @@ from typing import Any
 
 from rapport_protocol import ConnectionState
 from rapport_protocol.envelope import SignedObject
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..connections.codec import object_json
 from ..connections.service import require_sender, transition
 from ..connections.states import StateCache
 from ..domain import DomainError, NotFound, Subject
-from ..events.store import touched
 from ..idempotency import stored_reply
 from ..schemas import SendResult
 from ..writes import StaleWrite, UnitContext
@@ -91,6 +89,10 @@ class Sends:
     """The send group handler (:class:`~rapport_server.writes.GroupHandler`) of one app,
     with the parsed states of the connections it wrote (see ``connections/states``)."""
 
+    lean = True
+    """It needs only the transaction's driver connection: a batch of sends alone runs
+    without an ORM session (``WriteBatcher._lean_groups``)."""
+
     def __init__(self, states: StateCache) -> None:
         self.states = states
 
@@ -110,8 +112,7 @@ async def send_group(
     ctx: UnitContext, requests: list[SendRequest], states: StateCache
 ) -> list[Any]:
     """Apply ``requests`` (a write batch's sends); one reply or exception per request."""
-    session = ctx.session
-    sql = await SendSQL.of(session)
+    sql = SendSQL(*await ctx.driver())
     now = max(r.now for r in requests)  # one instant for the batch: monotonic per chain
     outcomes: list[Any] = [None] * len(requests)
     pending = await _replays(sql, requests, outcomes)
@@ -142,9 +143,9 @@ async def send_group(
     # From here on, every statement writes: an error fails the whole group (rerun one by one).
     changed = [(cid, chain) for cid, chain in chains.items() if chain.changed]
     if sql.postgres:
-        seqs = await _write_postgres(sql, session, changed, accepted, now)
+        seqs = await _write_postgres(sql, ctx, changed, accepted, now)
     else:
-        seqs = await _write(sql, session, changed, accepted, now)
+        seqs = await _write(sql, ctx, changed, accepted, now)
 
     def remember() -> None:  # the new states, once they are the committed ones
         for cid, chain in changed:
@@ -185,7 +186,7 @@ def _log_row(a: _Accepted) -> tuple[str, str, str, str, str, str | None]:
 
 async def _write(
     sql: SendSQL,
-    session: AsyncSession,
+    ctx: UnitContext,
     changed: list[tuple[str, _Chain]],
     accepted: list[_Accepted],
     now: int,
@@ -207,13 +208,13 @@ async def _write(
     if saved != len(changed):
         raise StaleWrite("a connection changed under the batch")
     seqs = await sql.append_log([(*_log_row(a), now) for a in accepted])
-    await _deliver(sql, session, accepted, seqs, now)
+    await _deliver(sql, ctx, accepted, seqs, now)
     return seqs
 
 
 async def _write_postgres(
     sql: SendSQL,
-    session: AsyncSession,
+    ctx: UnitContext,
     changed: list[tuple[str, _Chain]],
     accepted: list[_Accepted],
     now: int,
@@ -229,7 +230,7 @@ async def _write_postgres(
     )
     if saved != len(changed):
         raise StaleWrite("a connection changed under the batch")
-    touched(session).update(a.recipient for a in accepted if not a.held)
+    ctx.touched().update(a.recipient for a in accepted if not a.held)
     return seqs
 
 
@@ -273,7 +274,7 @@ async def _load(sql: SendSQL, cids: set[str], states: StateCache) -> dict[str, _
 
 
 async def _deliver(
-    sql: SendSQL, session: AsyncSession, accepted: list[_Accepted], seqs: list[int], now: int
+    sql: SendSQL, ctx: UnitContext, accepted: list[_Accepted], seqs: list[int], now: int
 ) -> None:
     """Put each accepted message in its recipient's stream, or hold it for a muted one."""
     held = []
@@ -301,4 +302,4 @@ async def _deliver(
         next_seq[party] = number + 1
         events.append((party, number, cid, "message", seq, now))
     await sql.insert_events(events)
-    touched(session).update(counts)
+    ctx.touched().update(counts)
