@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         await notifier.start()
         writer = sessionmaker(writer_engine(engine))
         batcher = WriteBatcher(writer, max_batch=settings.max_batch, notifier=notifier)
+        checkpointer.writer = batcher
         await batcher.start()
         # PostgreSQL writes the chunks of a broadcast in parallel transactions (PROFILE.md,
         # session 6); SQLite has one writer, the batcher.

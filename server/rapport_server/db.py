@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
@@ -21,6 +22,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from .background import stop_task
+
+if TYPE_CHECKING:
+    from .writes import WriteBatcher
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -129,6 +133,9 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             raise exc.InvalidatePoolError("the pooled connection did not answer") from error
 
 
+BUSY_TIMEOUT_MS = 30000
+
+
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
@@ -141,7 +148,7 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # No checkpoint inside a commit: the commit that crossed the WAL threshold used to
         # copy the WAL into the database and fsync it before answering, a 50-300 ms stall
         # of every send in that batch (the p99 of bench/ latency). WalCheckpointer does it
@@ -161,6 +168,9 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
 WRITER_OPTION = "rapport_writer"
 CHECKPOINT_SECONDS = 1.0
+WAL_RESTART_FRAMES = 32768
+"""A WAL this long (~128 MiB of 4 KiB pages) is checkpointed with RESTART (see below)."""
+WAL_RESTART_WAIT_MS = 200
 
 
 class WalCheckpointer:
@@ -170,13 +180,35 @@ class WalCheckpointer:
     taking the write lock, so the write batcher keeps committing meanwhile; the WAL is
     reused from its start once a checkpoint has caught up. Runs every ``interval``
     seconds; on PostgreSQL it does nothing.
+
+    Under sustained writes a PASSIVE checkpoint never catches up at the moment the next
+    write transaction begins (frames committed during the checkpoint are left for the
+    next one), so the WAL is never restarted and grows without bound: ~66,000 frames
+    (~270 MB) after a 10 s peak and a 10 s latency run of bench/ (PROFILE.md, session
+    10). So once the WAL holds ``restart_frames`` frames, the checkpoint is a RESTART,
+    run between two of the writer's batches (``writer``: the write batcher, whose next
+    batch waits for it): it copies what is left and waits for readers to leave the WAL,
+    so that the next commit writes the WAL from its start again (the file keeps its
+    size: bounded, not shrunk). It waits at most ``WAL_RESTART_WAIT_MS`` for readers;
+    if they are not done by then it gives up for this round (busy) and a later one tries
+    again. Measured at peak with half this threshold: the next batch waited 15-32 ms
+    for it, every ~2 s (TRUNCATE, which also shrinks the file, held it 50-70 ms).
     """
 
-    def __init__(self, engine: AsyncEngine, interval: float = CHECKPOINT_SECONDS) -> None:
+    writer: WriteBatcher | None = None
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        interval: float = CHECKPOINT_SECONDS,
+        restart_frames: int = WAL_RESTART_FRAMES,
+    ) -> None:
         self._engine = engine
         self._interval = interval
+        self._restart_frames = restart_frames
         self._task: asyncio.Task[None] | None = None
         self.checkpoints = 0
+        self.restarts = 0
 
     async def start(self) -> None:
         if self._engine.dialect.name == "sqlite" and self._task is None:
@@ -187,15 +219,23 @@ class WalCheckpointer:
         self._task = None
 
     async def checkpoint(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint: (busy, WAL frames, frames checkpointed)."""
+        """One PASSIVE checkpoint, then a RESTART if the WAL is long: (busy, WAL frames,
+        frames checkpointed) of the PASSIVE one."""
         async with self._engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection  # aiosqlite, autocommit: no BEGIN around it
             assert driver is not None
-            async with driver.execute("PRAGMA wal_checkpoint(PASSIVE)") as cursor:
-                row = await cursor.fetchone()
+            (row,) = await driver.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            if row[1] >= self._restart_frames:
+                async with self.writer.idle() if self.writer else contextlib.nullcontext():
+                    await driver.execute_fetchall(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
+                    try:
+                        (done,) = await driver.execute_fetchall("PRAGMA wal_checkpoint(RESTART)")
+                    finally:
+                        await driver.execute_fetchall(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                self.restarts += done[0] == 0
         self.checkpoints += 1
-        return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+        return int(row[0]), int(row[1]), int(row[2])
 
     async def _run(self) -> None:
         while True:

@@ -152,6 +152,7 @@ class WriteBatcher:
         self._max_attempts = max_attempts
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._slot = asyncio.Lock()
         self.batches = 0
         self.units = 0
         self.redos = 0
@@ -211,20 +212,26 @@ class WriteBatcher:
         )
         return future
 
+    def idle(self) -> asyncio.Lock:
+        """Held while a batch is written: whoever holds it knows that this batcher has no
+        transaction open and starts none (SQLite's TRUNCATE checkpoint, ``db.py``)."""
+        return self._slot
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                try:
-                    await self._commit(batch)
-                except _Redo:
-                    self.redos += 1
-                    for item in batch:
-                        item.savepoint = True
-                        item.group = None  # each request as its own unit
-                    await self._commit(batch)
+                async with self._slot:
+                    try:
+                        await self._commit(batch)
+                    except _Redo:
+                        self.redos += 1
+                        for item in batch:
+                            item.savepoint = True
+                            item.group = None  # each request as its own unit
+                        await self._commit(batch)
             except Exception as exc:  # never let the writer die
                 log.error("write_batch_failed", error=type(exc).__name__)
                 for item in batch:
