@@ -213,8 +213,9 @@ class WriteBatcher:
         return future
 
     def idle(self) -> asyncio.Lock:
-        """Held while a batch is written: whoever holds it knows that this batcher has no
-        transaction open and starts none (SQLite's TRUNCATE checkpoint, ``db.py``)."""
+        """The lock this batcher holds while it writes a batch: whoever else holds it
+        knows that the batcher has no transaction open and starts none until it lets go
+        (SQLite's RESTART checkpoint, ``db.py: WalCheckpointer``)."""
         return self._slot
 
     async def _run(self) -> None:
@@ -245,7 +246,6 @@ class WriteBatcher:
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         retry: list[_Pending] = []
         hooks: list[Callable[[], None]] = []
-        woken: set[str] = set()
         groups: dict[GroupHandler, list[_Pending]] = {}
         for item in batch:
             if item.group is not None and not item.future.cancelled():
@@ -311,11 +311,14 @@ class WriteBatcher:
         set-up, begin, flush, commit and close were ~0.4-0.6 ms of CPU a batch,
         bench/PROFILE.md). Errors are raised as SQLAlchemy's, as in a session."""
         assert self._engine is not None
-        raw = await self._engine.raw_connection()
+        try:
+            raw = await self._engine.raw_connection()
+        except DRIVER_ERRORS as error:  # the pool's connect is not wrapped by SQLAlchemy
+            raise driver_error("connect", error) from error
         postgres = self._engine.dialect.name == "postgresql"
         driver = raw.driver_connection
         lean = _Lean(driver, postgres)
-        done = False
+        clean = False  # the connection is out of any transaction: the pool may reuse it
         try:
             await _driver_sql(driver, postgres, "BEGIN" if postgres else "BEGIN IMMEDIATE")
             try:
@@ -323,17 +326,16 @@ class WriteBatcher:
                 if lean.touched and self._notifier is not None:
                     await self._notifier.publish_on_driver(driver, postgres, lean.touched)
                 await _driver_sql(driver, postgres, "COMMIT")
-                done = True
-            finally:
-                if not done:
-                    await _driver_sql(driver, postgres, "ROLLBACK")
-        except BaseException:
-            if not done:
-                # The connection's state is unknown (a ROLLBACK that failed, a
+            except BaseException:
+                await _driver_sql(driver, postgres, "ROLLBACK")
+                clean = True
+                raise
+            clean = True
+        finally:
+            if not clean:
+                # Its state is unknown (a BEGIN, COMMIT or ROLLBACK that failed, a
                 # cancellation mid-statement): the pool must not hand it out again.
                 await greenlet_spawn(raw.invalidate)
-            raise
-        finally:
             await greenlet_spawn(raw.close)
         return lean.touched
 
