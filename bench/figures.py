@@ -86,19 +86,32 @@ def send_peak(
     return res, cpu
 
 
-def send_rows(ctx: Context, backend: str, res: load.LoadResult, cpu: SendCpu) -> None:
+def send_rows(
+    ctx: Context,
+    backend: str,
+    res: load.LoadResult,
+    cpu: SendCpu,
+    *,
+    name: str = "send throughput",
+    connections: int | None = None,
+    unit_note: str = "",
+) -> None:
+    """A send figure against the issue's two references (the batch send's too:
+    ``unit_note`` says what its messages/s are compared with)."""
     http = limit_http(ctx)
     crypto_rate = crypto(ctx)
-    _, batched = ctx.refs[f"limit_db/{backend}"], ctx.refs[f"limit_db/{backend}/100"]
+    batched = ctx.refs[f"limit_db/{backend}/100"]
+    conns = ctx.plan.connections if connections is None else connections
     note = report.notes(
-        f"{res.tool}, {ctx.plan.connections} conns, {ctx.plan.links} chains",
+        f"{res.tool}, {conns} conns, {ctx.plan.links} chains",
+        unit_note,
         str(cpu),
         res.steal_note,
         res.detail,
     )
     ctx.rows.append(
         Row(
-            "send throughput",
+            name,
             backend,
             report.rate(res.rate, " msg/s"),
             f"limit_http {report.rate(http)}",
@@ -111,7 +124,7 @@ def send_rows(ctx: Context, backend: str, res: load.LoadResult, cpu: SendCpu) ->
     which = "limit_crypto" if crypto_rate <= batched else "limit_db batched"
     ctx.rows.append(
         Row(
-            "send throughput",
+            name,
             backend,
             report.rate(res.rate, " msg/s"),
             f"min(crypto, db batched) = {which} {report.rate(floor)}",
@@ -126,44 +139,6 @@ def batch_connections(links: int) -> int:
     so that a group is always ready when an answer comes back (with as many connections
     as groups, wrk found none ready about as often as it sent a batch, and filled in)."""
     return max(1, -(-links // SEND_BATCH) * 3 // 4)
-
-
-def send_batch_rows(ctx: Context, backend: str, res: load.LoadResult, cpu: SendCpu) -> None:
-    """The batch send's messages/s against the same references as the single send's."""
-    http = limit_http(ctx)
-    crypto_rate = crypto(ctx)
-    batched = ctx.refs[f"limit_db/{backend}/100"]
-    name = f"send throughput, batches of {SEND_BATCH}"
-    note = report.notes(
-        f"{res.tool}, {batch_connections(ctx.plan.links)} conns, {ctx.plan.links} chains",
-        "messages/s against requests/s",
-        str(cpu),
-        res.steal_note,
-        res.detail,
-    )
-    ctx.rows.append(
-        Row(
-            name,
-            backend,
-            report.rate(res.rate, " msg/s"),
-            f"limit_http {report.rate(http)}",
-            res.rate / http,
-            "≥ 0.5×",
-            note,
-        )
-    )
-    floor = min(crypto_rate, batched)
-    which = "limit_crypto" if crypto_rate <= batched else "limit_db batched"
-    ctx.rows.append(
-        Row(
-            name,
-            backend,
-            report.rate(res.rate, " msg/s"),
-            f"min(crypto, db batched) = {which} {report.rate(floor)}",
-            res.rate / floor,
-            "≥ 0.8×",
-        )
-    )
 
 
 def latency(
@@ -580,7 +555,15 @@ def run_backend(ctx: Context, backend: str) -> None:
                     batch_peak, batch_cpu = send_peak(
                         ctx, backend, srv, pop, db_url, "batch", SEND_BATCH
                     )
-                    send_batch_rows(ctx, backend, batch_peak, batch_cpu)
+                    send_rows(
+                        ctx,
+                        backend,
+                        batch_peak,
+                        batch_cpu,
+                        name=f"send throughput, batches of {SEND_BATCH}",
+                        connections=batch_connections(len(pop.links)),
+                        unit_note="messages/s against requests/s",
+                    )
                 if ctx.wants("latency", "scale") and peak.rate > 0:
                     small.latency = latency(
                         ctx, srv, pop, db_url, small.rate50, f"{backend}-small-lat"

@@ -222,6 +222,16 @@ class Actor:
         )
 
 
+async def actors(base: str, clock: FakeClock, http: httpx.AsyncClient, n: int) -> list[Actor]:
+    """``n`` registered actors: the first a business, the others people."""
+    out = []
+    for i in range(n):
+        a = Actor(http=http, clock=clock, base_url=base)
+        await a.register("business" if i == 0 else "person", f"P{i}")
+        out.append(a)
+    return out
+
+
 async def connect(
     business: Actor,
     person: Actor,

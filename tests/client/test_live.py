@@ -462,7 +462,13 @@ async def test_batch_send_decides_each_message_and_keeps_the_chains(
         return models.OutgoingMessage(cid=c, topic=topic, content=content)
 
     items = business.messages.send_batch(
-        [out(cid, "#1"), out(cid2, "bob #1"), out(cid, "#2"), out(cid, "#3"), out(cid, "x", "security")]
+        [
+            out(cid, "#1"),
+            out(cid2, "bob #1"),
+            out(cid, "#2"),
+            out(cid, "#3"),
+            out(cid, "x", "security"),
+        ]
     )
     assert [i.status for i in items] == [201, 201, 201, 429, 409]
     assert items[0].message and items[2].message

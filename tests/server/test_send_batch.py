@@ -20,7 +20,7 @@ from rapport_server.tables import LogEntry
 from rapport_server.writes import UnitContext
 from sqlalchemy import select
 
-from tests.helpers import Actor, FakeClock, connect, live_server
+from tests.helpers import Actor, FakeClock, actors, connect, live_server
 
 M = MessageType
 NEWS = [{"scope": "message", "topic": "news"}]
@@ -32,15 +32,6 @@ async def served(fresh_database_url: str) -> AsyncIterator[tuple[str, Services, 
     apps: list[Any] = []
     async with live_server(fresh_database_url, clock, prepare=apps.append) as base:
         yield base, apps[0].state.services, clock
-
-
-async def actors(base: str, clock: FakeClock, http: httpx.AsyncClient, n: int) -> list[Actor]:
-    out = []
-    for i in range(n):
-        a = Actor(http=http, clock=clock, base_url=base)
-        await a.register("business" if i == 0 else "person", f"P{i}")
-        out.append(a)
-    return out
 
 
 def request(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from rapport_protocol import MessageType, SigningKey, sign, verify_log
 
-from tests.helpers import Actor, FakeClock, connect, live_server
+from tests.helpers import Actor, FakeClock, actors, connect, live_server
 
 M = MessageType
 NEWS = [{"scope": "message", "topic": "news"}]
@@ -23,15 +23,6 @@ async def base(fresh_database_url: str) -> AsyncIterator[tuple[str, FakeClock]]:
     clock = FakeClock()
     async with live_server(fresh_database_url, clock) as url:
         yield url, clock
-
-
-async def actors(base: str, clock: FakeClock, http: httpx.AsyncClient, n: int) -> list[Actor]:
-    out = []
-    for i in range(n):
-        a = Actor(http=http, clock=clock, base_url=base)
-        await a.register("business" if i == 0 else "person", f"P{i}")
-        out.append(a)
-    return out
 
 
 def message(actor: Actor, cid: str, content: str, topic: str = "news") -> dict[str, Any]:
