@@ -3,6 +3,7 @@ pagination and idempotent execution of write units."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -150,10 +151,16 @@ SEND_BATCH_MAX = 100
 """The most messages one ``POST /v1/messages/batch`` carries."""
 
 
-def verify_batch_body(raw: bytes, svc: Services) -> list[SignedObject | DomainError]:
+VERIFY_SLICE = 16
+"""Objects of a batch verified between two turns given to the event loop."""
+
+
+async def verify_batch_body(raw: bytes, svc: Services) -> list[SignedObject | DomainError]:
     """``{"objects": [<signed object>, …]}`` parsed strictly; each object verified on its
     own. The body's shape is the request's (a problem for all of it); an object that does
-    not verify is that item's refusal, in its place in the list."""
+    not verify is that item's refusal, in its place in the list. The event loop gets a
+    turn every :data:`VERIFY_SLICE` objects (a verification is ~0.1 ms: 100 in a row
+    would hold every other request up for ~10 ms)."""
     limits = strict_json.Limits(max_bytes=svc.settings.max_body_bytes)
     try:
         doc = strict_json.loads(raw, limits)
@@ -173,7 +180,9 @@ def verify_batch_body(raw: bytes, svc: Services) -> list[SignedObject | DomainEr
     now = svc.clock()
     skew = svc.settings.clock_skew_seconds
     verified: list[SignedObject | DomainError] = []
-    for item in doc["objects"]:
+    for n, item in enumerate(doc["objects"]):
+        if n and n % VERIFY_SLICE == 0:
+            await asyncio.sleep(0)
         try:
             verified.append(envelope.verify(item, now=now, skew=skew, text_size=len(raw)))
         except errors.ProtocolError as exc:

@@ -127,7 +127,7 @@ async def send_batch(request: Request) -> Response:
     token = bearer(request.headers.get("authorization"))
     subject = await subject_of(svc, token, max_age=SEND_PARTY_MAX_AGE)
     body = await request.body()
-    objects = verify_batch_body(body, svc)
+    objects = await verify_batch_body(body, svc)
     idem = idempotency(request.headers.get(IDEMPOTENCY_HEADER), "POST", request.url.path, body)
     now = svc.clock()
     waiting: list[asyncio.Future[sending.SendReply] | DomainError] = []
