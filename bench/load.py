@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import report
 from bench.servers import ROOT, pinned
 
 LUA = Path(__file__).resolve().parent / "send.lua"
@@ -70,16 +71,6 @@ def steal_since(before: tuple[int, int] | None) -> float | None:
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
-def report_items(requests: int, refused: int, detail: str) -> str:
-    """The note of a batch-send run: its requests and any refused messages."""
-    parts = [f"{requests:,} batch requests"]
-    if refused:
-        parts.append(f"{refused:,} messages refused")
-    if detail:
-        parts.append(detail)
-    return "; ".join(parts)
-
-
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
@@ -135,7 +126,12 @@ def peak(
             )
         ok, failed = data["ok"], data["failed"]
         if batch:  # count messages, not requests
-            detail = report_items(data["ok"], data["items_failed"], detail)
+            refused = data["items_failed"]
+            detail = report.notes(
+                f"{data['ok']:,} batch requests",
+                f"{refused:,} messages refused" if refused else "",
+                detail,
+            )
             ok, failed = data["items_ok"], data["items_failed"]
         return LoadResult(
             "wrk",

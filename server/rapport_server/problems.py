@@ -75,6 +75,18 @@ def domain_problem(exc: DomainError) -> dict[str, Any]:
     return body
 
 
+def store_unavailable() -> DomainError:
+    """The 503 of a write that could not be committed, or a read that met a broken store."""
+    return DomainError(
+        "nothing was changed; retry",
+        status=503,
+        code="store_unavailable",
+        title="Storage temporarily unavailable",
+        headers={"Retry-After": "1"},
+        retry_after=1,
+    )
+
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -169,15 +181,7 @@ def install(app: FastAPI) -> None:
     async def _store(request: Request, exc: Exception) -> JSONResponse:
         if not isinstance(exc, StoreUnavailable):
             log.warning("store_error", error=type(exc).__name__, path=request.url.path)
-        return problem_response(
-            request,
-            status=503,
-            code="store_unavailable",
-            title="Storage temporarily unavailable",
-            detail="nothing was changed; retry",
-            headers={"Retry-After": "1"},
-            retry_after=1,
-        )
+        return await _domain(request, store_unavailable())
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:

@@ -24,7 +24,7 @@ from ..connections import service as conn_service
 from ..connections.codec import wire_object
 from ..connections.endpoints import BODY, WRITE_ERRORS, Cid
 from ..domain import Conflict, DomainError, NotFound, Subject
-from ..problems import domain_problem
+from ..problems import domain_problem, store_unavailable
 from ..schemas import BroadcastResult, InboxMessage, Page, SendBatchResult, SendResult
 from ..services import Services
 from ..tables import Event, LogEntry
@@ -96,16 +96,10 @@ async def accept_send(
     conn_service.require_type(obj, {MessageType.MESSAGE})
     idem = idempotency(key, "POST", path, body)
     send_request = sending.SendRequest(subject, cid, obj, svc.clock(), idem)
-
-    async def unit(ctx: UnitContext) -> sending.SendReply:
-        return await svc.sends.one(ctx, send_request)
-
     try:
-        return await svc.batcher.submit_group(svc.sends, send_request, unit)
+        return await svc.batcher.submit_group(svc.sends, send_request, _fallback(svc, send_request))
     except IntegrityError:
-        raise Conflict(
-            "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
-        ) from None
+        raise _in_progress() from None
 
 
 @router.post(
@@ -161,9 +155,9 @@ async def send_batch(request: Request) -> Response:
         except DomainError as exc:
             items.append(_problem_item(exc))
         except IntegrityError:
-            items.append(_problem_item(_IN_PROGRESS))
+            items.append(_problem_item(_in_progress()))
         except StoreUnavailable:
-            items.append(_problem_item(_UNAVAILABLE))
+            items.append(_problem_item(store_unavailable()))
         else:
             replayed = "true" if reply.replayed else "false"
             items.append(
@@ -174,17 +168,12 @@ async def send_batch(request: Request) -> Response:
     return Response(text, status_code=200, media_type="application/json")
 
 
-# The problems a batch item gets where a single send's exception handler would answer.
-_IN_PROGRESS = Conflict(
-    "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
-)
-_UNAVAILABLE = DomainError(
-    "nothing was changed; retry",
-    status=503,
-    code="store_unavailable",
-    title="Storage temporarily unavailable",
-    retry_after=1,
-)
+def _in_progress() -> Conflict:
+    """A send whose ``Idempotency-Key`` another request is still writing (a race on the
+    stored record's primary key)."""
+    return Conflict(
+        "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
+    )
 
 
 def _item_key(key: str, index: int) -> str:
