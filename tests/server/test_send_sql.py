@@ -5,7 +5,7 @@ only the rows whose version matched, and the counters' bump returns the new tops
 from __future__ import annotations
 
 import pytest
-from rapport_server.db import create_engine, sessionmaker, writer_engine
+from rapport_server.db import create_engine, sessionmaker, transaction_driver, writer_engine
 from rapport_server.messages.send_sql import SendSQL
 from sqlalchemy import text
 
@@ -33,7 +33,7 @@ async def test_state_swap_counts_matching_versions_and_bump_returns_tops(
                 {"a": business.party_id, "b": person.party_id},
             )
             before = dict(tops.all())
-            sql = await SendSQL.of(session)
+            sql = SendSQL(*await transaction_driver(session))
             assert not sql.postgres
             (s0, st0, v0), (s1, st1, v1) = found[cids[0]], found[cids[1]]
             # the second row names a version that is not the stored one

@@ -19,9 +19,8 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..db import DRIVER_ERRORS, driver_error, transaction_driver
+from ..db import DRIVER_ERRORS, driver_error
 
 # PostgreSQL: one text per statement whatever the batch size (arrays, not marker lists),
 # so asyncpg prepares each once.
@@ -179,15 +178,12 @@ _RECORDS = (
 
 
 class SendSQL:
-    """The driver connection of ``session``'s transaction, with the send group's SQL."""
+    """The driver connection of a write batch's transaction (``UnitContext.driver``),
+    with the send group's SQL."""
 
     def __init__(self, driver: Any, postgres: bool) -> None:
         self._db = driver
         self._pg = postgres
-
-    @classmethod
-    async def of(cls, session: AsyncSession) -> SendSQL:
-        return cls(*await transaction_driver(session))
 
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:
