@@ -9,9 +9,20 @@ import httpx
 import pytest
 
 from tests.conftest import backend
-from tests.helpers import Actor, FakeClock, connect, live_server
+from tests.helpers import Actor, FakeClock, actors, connect, live_server
 
 pytestmark = pytest.mark.skipif(backend() != "sqlite", reason="SQLite only (a WAL file)")
+
+
+async def twenty_sends(
+    base: str, clock: FakeClock, http: httpx.AsyncClient
+) -> tuple[Actor, Actor, str]:
+    """A shop and a person connected, and twenty messages sent: (shop, person, cid)."""
+    shop, ann = await actors(base, clock, http, 2)
+    cid = await connect(shop, ann, person_grants=[{"scope": "message", "topic": "n"}])
+    for i in range(20):
+        assert (await shop.send(cid, "n", f"m{i}")).status_code == 201
+    return shop, ann, cid
 
 
 async def test_commits_do_not_checkpoint_and_the_checkpointer_catches_up(
@@ -28,13 +39,7 @@ async def test_commits_do_not_checkpoint_and_the_checkpointer_catches_up(
             async with driver.execute("PRAGMA wal_autocheckpoint") as cursor:
                 assert (await cursor.fetchone())[0] == 0  # no commit checkpoints
         async with httpx.AsyncClient(timeout=30) as http:
-            shop = Actor(http=http, clock=clock, base_url=base)
-            ann = Actor(http=http, clock=clock, base_url=base)
-            await shop.register("business", "Shop")
-            await ann.register("person", "Ann")
-            cid = await connect(shop, ann, person_grants=[{"scope": "message", "topic": "n"}])
-            for i in range(20):
-                assert (await shop.send(cid, "n", f"m{i}")).status_code == 201
+            await twenty_sends(base, clock, http)
         before = checkpointer.checkpoints
         for _ in range(50):  # the background task runs every second
             if checkpointer.checkpoints > before:
@@ -65,13 +70,7 @@ async def test_a_long_wal_is_restarted_between_batches_so_it_stops_growing(
             return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, server_loop))
 
         async with httpx.AsyncClient(timeout=30) as http:
-            shop = Actor(http=http, clock=clock, base_url=base)
-            ann = Actor(http=http, clock=clock, base_url=base)
-            await shop.register("business", "Shop")
-            await ann.register("person", "Ann")
-            cid = await connect(shop, ann, person_grants=[{"scope": "message", "topic": "n"}])
-            for i in range(20):
-                assert (await shop.send(cid, "n", f"m{i}")).status_code == 201
+            shop, ann, cid = await twenty_sends(base, clock, http)
             _, long_wal, _ = await on_server(checkpointer.checkpoint())
             assert long_wal > 1 and checkpointer.restarts == 1
             assert (await shop.send(cid, "n", "after")).status_code == 201
