@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from . import errors
 
 if TYPE_CHECKING:
-    from .decision import Allowed
+    from .decision import Allowed, DeliveryDecision
 from .envelope import SignedObject
 from .favours import FAVOUR_OPEN, Favour, apply_favour_step, cancel_open, new_favour
 from .types import (
@@ -249,6 +249,32 @@ def apply_decided(
     return new.model_copy(update=update), verdict
 
 
+def apply_broadcast(
+    state: ConnectionState, obj: SignedObject, now: int
+) -> tuple[DeliveryDecision, ConnectionState | None]:
+    """One connection's share of a broadcast message: the delivery decision and, if it is
+    :class:`~rapport_protocol.Allowed`, the state :func:`apply` leaves — or ``None`` where
+    that state differs from ``state`` only in ``last_time``, which becomes
+    ``max(state.last_time, now)`` (the grant has no rate cap, so nothing is counted).
+
+    The same rules as :func:`apply_decided`, which raises the refusal instead of returning
+    it; this form lets one broadcast be applied to many stored states without building a
+    copy of each only to move its clock. For a refusal the second item is ``None`` and the
+    state is unchanged."""
+    from .decision import Allowed, decide
+
+    if not obj.broadcast or obj.type is not T.MESSAGE:
+        raise errors.StateError("not a broadcast message")
+    verdict = decide(state, obj, now)
+    if not isinstance(verdict, Allowed):
+        return verdict, None
+    grant = state.grants[verdict.grant_id]
+    if grant.spec.rate is None:
+        return verdict, None
+    counted = _counted(state, grant, now)
+    return verdict, counted.model_copy(update={"last_time": max(counted.last_time, now)})
+
+
 def _advance(state: ConnectionState, role: int, obj: SignedObject) -> tuple[ChainHead, ChainHead]:
     head = state.heads[role]
     if obj.seq <= head.seq:
@@ -449,15 +475,21 @@ def _admit(
     if not isinstance(verdict, Allowed):
         raise refusal_error(verdict)
     grant = state.grants[verdict.grant_id]
-    cap = grant.spec.rate
-    if cap is None:
+    if grant.spec.rate is None:
         # Nothing to count: the state is unchanged. (Copying the grant with the same usage
         # was a third of the per-recipient cost of a large broadcast.)
         return state, verdict
+    return _counted(state, grant, now), verdict
+
+
+def _counted(state: ConnectionState, grant: Grant, now: int) -> ConnectionState:
+    """``state`` with one delivery at ``now`` counted against ``grant``'s rate cap."""
+    cap = grant.spec.rate
+    assert cap is not None
     floor = now - cap.seconds
     usage = (*(t for t in grant.usage if t > floor), now)[-cap.count :]
     grants = {**state.grants, grant.id: grant.model_copy(update={"usage": usage})}
-    return state.model_copy(update={"grants": grants}), verdict
+    return state.model_copy(update={"grants": grants})
 
 
 def _favour_request(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rapport_protocol import decide, errors
+from rapport_protocol import decide, errors, sign
 from rapport_protocol.decision import Allowed, Refused
+from rapport_protocol.envelope import SignedObject
 from rapport_protocol.favours import FAVOUR_OPEN
-from rapport_protocol.state import ConnectionState
+from rapport_protocol.state import ConnectionState, apply_broadcast, apply_decided
 from rapport_protocol.types import MessageType
 
 from .conftest import T0, Conn, connect
@@ -102,6 +104,24 @@ def check_invariants(state: ConnectionState, now: int) -> None:
     assert state.heads[0].seq >= 0 and state.heads[1].seq >= 1
 
 
+def check_broadcast_agrees_with_apply(state: ConnectionState, cast: SignedObject, now: int) -> None:
+    """``apply_broadcast`` is ``apply_decided`` with the refusal returned, and its ``None``
+    state means exactly "only ``last_time`` moves"."""
+    verdict, new = apply_broadcast(state, cast, now)
+    assert verdict == decide(state, cast, now)
+    if not isinstance(verdict, Allowed):
+        assert new is None
+        with pytest.raises(errors.ProtocolError) as info:
+            apply_decided(state, cast, now)
+        assert info.value.code == verdict.code
+        return
+    full, admitted = apply_decided(state, cast, now)
+    assert admitted == verdict
+    moved = state.model_copy(update={"last_time": max(state.last_time, now)})
+    assert full == (moved if new is None else new)
+    assert (new is None) == (state.grants[verdict.grant_id].spec.rate is None)
+
+
 @settings(max_examples=400, deadline=None)
 @given(events)
 def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tuple]) -> None:  # type: ignore[type-arg]
@@ -119,6 +139,10 @@ def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tupl
                     M.MESSAGE, {"topic": topic, "content": "x"}, cid=conn.cid, at=now
                 )
                 verdict = decide(conn.state, probe, now)
+                cast = sign(
+                    conn.business.key, M.MESSAGE, {"topic": topic}, created_time=now, payload="x"
+                )
+                check_broadcast_agrees_with_apply(conn.state, cast, now)
                 expected = ref.decide(topic, now)
                 got = "allowed" if isinstance(verdict, Allowed) else verdict.code
                 assert got == expected, (got, expected)

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from rapport_protocol import ConnectionState, MessageType, decide
+from rapport_protocol import ConnectionState, MessageType
 from rapport_protocol.decision import Allowed
 from rapport_protocol.envelope import SignedObject
-from rapport_protocol.errors import ProtocolError
-from rapport_protocol.state import apply_decided
+from rapport_protocol.state import apply_broadcast
 from rapport_protocol.types import MessageBody
 from sqlalchemy import (
     BindParameter,
@@ -269,41 +268,28 @@ class Decided:
     """The last cid selected, when more may follow."""
 
 
-# Every ConnectionState field but ``last_time``, the one a broadcast usually changes.
-_KEPT_FIELDS = tuple(name for name in ConnectionState.model_fields if name != "last_time")
-
-
-def _new_state_text(text: str, old: ConnectionState, new: ConnectionState) -> str:
-    """The storage text of ``new``, applied on ``old`` (stored as ``text``).
-
-    An uncapped grant counts nothing, so a broadcast changes only ``last_time`` (the
-    other fields are the very same objects): then it is ``text`` with that member's value
-    replaced — the last member, as ``model_dump_json`` writes it — which parses to
-    ``new``, at a tenth of the cost of dumping ``new`` (~4 us of ~25 per candidate).
-    """
-    before, after = old.__dict__, new.__dict__
-    if all(before[name] is after[name] for name in _KEPT_FIELDS):
-        if new.last_time == old.last_time:
-            return text
-        suffix = f'"last_time":{old.last_time}}}'
-        if text.endswith(suffix):
-            return f'{text[: -len(suffix)]}"last_time":{new.last_time}}}'
-    return new.model_dump_json()
+def _moved_text(text: str, state: ConnectionState, now: int) -> str:
+    """The storage text of ``state`` (stored as ``text``) with ``last_time`` moved to
+    ``max(last_time, now)`` — what an uncapped broadcast delivery changes
+    (:func:`~rapport_protocol.state.apply_broadcast` returns no state for it). The text
+    with that member's value replaced (the last member, as ``model_dump_json`` writes it)
+    parses to that state, at a tenth of the cost of dumping a copy."""
+    moved = max(state.last_time, now)
+    if moved == state.last_time:
+        return text
+    suffix = f'"last_time":{state.last_time}}}'
+    if text.endswith(suffix):
+        return f'{text[: -len(suffix)]}"last_time":{moved}}}'
+    return state.model_copy(update={"last_time": moved}).model_dump_json()
 
 
 def _decide(obj: SignedObject, state_text: str, now: int) -> _Decision:
     state = ConnectionState.model_validate_json(state_text)
-    try:
-        # ``apply_decided`` runs ``decide`` and returns its verdict with the new state.
-        new, verdict = apply_decided(state, obj, now)
-    except ProtocolError:
-        refusal = decide(state, obj, now)  # the refusal's stable code
-        if isinstance(refusal, Allowed):
-            raise
-        return _Decision(None, refusal.code)
-    assert verdict is not None
+    verdict, new = apply_broadcast(state, obj, now)
+    if not isinstance(verdict, Allowed):
+        return _Decision(None, verdict.code)
     return _Decision(
-        _new_state_text(state_text, state, new),
+        _moved_text(state_text, state, now) if new is None else new.model_dump_json(),
         held=verdict.held,
         release_at=verdict.release_time,
     )
