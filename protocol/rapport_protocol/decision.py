@@ -18,11 +18,14 @@ the answer, so every implementation refuses with the same code:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import constraints, errors
 from .envelope import SignedObject
-from .state import ConnectionState
 from .types import FavourRequestBody, MessageBody
+
+if TYPE_CHECKING:  # state imports this module (for decide) at its top
+    from .state import ConnectionState
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from . import errors
-
-if TYPE_CHECKING:
-    from .decision import Allowed, DeliveryDecision
+from .decision import Allowed, DeliveryDecision, decide, refusal_error
 from .envelope import SignedObject
 from .favours import FAVOUR_OPEN, Favour, apply_favour_step, cancel_open, new_favour
 from .types import (
@@ -261,8 +259,6 @@ def apply_broadcast(
     it; this form lets one broadcast be applied to many stored states without building a
     copy of each only to move its clock. For a refusal the second item is ``None`` and the
     state is unchanged."""
-    from .decision import Allowed, decide
-
     if not obj.broadcast or obj.type is not T.MESSAGE:
         raise errors.StateError("not a broadcast message")
     verdict = decide(state, obj, now)
@@ -468,9 +464,6 @@ def _permitted(state: ConnectionState, role: int, obj: SignedObject, now: int) -
 def _admit(
     state: ConnectionState, role: int, obj: SignedObject, now: int
 ) -> tuple[ConnectionState, Allowed]:
-    # Imported here: decision imports this module for the state types.
-    from .decision import Allowed, decide, refusal_error
-
     verdict = decide(state, obj, now)
     if not isinstance(verdict, Allowed):
         raise refusal_error(verdict)
