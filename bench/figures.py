@@ -368,13 +368,23 @@ def broadcast(ctx: Context, backend: str, srv: servers.Server, db_url: str) -> N
         asyncio.run(_seed(db_url, jobs))
         prepared = time.monotonic() - began
         times = load.cpu_times()
+        postgres = backend == "postgres"
+        cpu0 = srv.cpu_seconds()
+        db0 = servers.postgres_cpu_seconds() if postgres else 0.0
         timings, outcome = asyncio.run(run_broadcasts(srv.url, sender, ctx.plan.broadcasts))
+        # CPU seconds per broadcast: both cores busy means the sum bounds the wall time.
+        server_cpu = (srv.cpu_seconds() - cpu0) / len(timings)
+        db_cpu = (servers.postgres_cpu_seconds() - db0) / len(timings) if postgres else None
+        cpu = f"server {server_cpu:.2f} s CPU a broadcast" + (
+            f", PostgreSQL {db_cpu:.2f} s" if db_cpu is not None else ""
+        )
         steal = load.steal_since(times)
         best = statistics.median(timings)
         enqueued = outcome["delivered"] + outcome["held"]
         per_s = enqueued / best
         ctx.log(
-            f"broadcast[{backend}] N={n}: {best * 1000:.0f} ms, {outcome} {load.steal_text(steal)}"
+            f"broadcast[{backend}] N={n}: {best * 1000:.0f} ms, {outcome}, {cpu} "
+            f"{load.steal_text(steal)}"
         )
         ctx.rows.append(
             Row(
@@ -387,6 +397,7 @@ def broadcast(ctx: Context, backend: str, srv: servers.Server, db_url: str) -> N
                     f"median of {len(timings)}; selected {outcome['candidates']:,}, "
                     f"delivered {outcome['delivered']:,}, held {outcome['held']:,}, "
                     f"refused {outcome['refused']}; set-up {prepared:.0f} s",
+                    cpu,
                     load.steal_text(steal),
                 ),
             )
