@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, ge=1)
     broadcast_writers: int = Field(
-        default=2,
+        default=3,
         ge=1,
         le=8,
         description="Broadcast chunks written at once, each in its own transaction, shared "
