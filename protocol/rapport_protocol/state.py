@@ -232,8 +232,12 @@ def apply_decided(
         # keeps no memory of broadcast ids (it would grow without bound); a log holds each
         # id at most once (verify_log refuses a repeat with ``replayed``), and a receiver
         # applying live objects keeps the ids it applied (spec §9).
-        new, verdict = _admit(state, role, obj, now)
-        return new.model_copy(update={"last_time": max(new.last_time, now)}), verdict
+        decided, counted = apply_broadcast(state, obj, now)
+        if not isinstance(decided, Allowed):
+            raise refusal_error(decided)
+        if counted is None:
+            counted = state.model_copy(update={"last_time": max(state.last_time, now)})
+        return counted, decided
     if obj.cid != state.cid:
         raise errors.WrongConnection("cid does not name this connection")
     heads = _advance(state, role, obj)
@@ -259,7 +263,7 @@ def apply_broadcast(
     it; this form lets one broadcast be applied to many stored states without building a
     copy of each only to move its clock. For a refusal the second item is ``None`` and the
     state is unchanged."""
-    if not obj.broadcast or obj.type is not T.MESSAGE:
+    if not obj.broadcast:  # a message without a cid
         raise errors.StateError("not a broadcast message")
     verdict = decide(state, obj, now)
     if not isinstance(verdict, Allowed):

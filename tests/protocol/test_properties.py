@@ -104,9 +104,12 @@ def check_invariants(state: ConnectionState, now: int) -> None:
     assert state.heads[0].seq >= 0 and state.heads[1].seq >= 1
 
 
-def check_broadcast_agrees_with_apply(state: ConnectionState, cast: SignedObject, now: int) -> None:
-    """``apply_broadcast`` is ``apply_decided`` with the refusal returned, and its ``None``
-    state means exactly "only ``last_time`` moves"."""
+def check_broadcast_agrees_with_apply(
+    state: ConnectionState, cast: SignedObject, probe: SignedObject, now: int
+) -> None:
+    """``apply_broadcast`` is ``apply_decided`` with the refusal returned, its ``None``
+    state means exactly "only ``last_time`` moves", and it counts a delivery as a chained
+    message (``probe``, same topic, admitted through ``_admit``) does."""
     verdict, new = apply_broadcast(state, cast, now)
     assert verdict == decide(state, cast, now)
     if not isinstance(verdict, Allowed):
@@ -119,6 +122,7 @@ def check_broadcast_agrees_with_apply(state: ConnectionState, cast: SignedObject
     assert admitted == verdict
     moved = state.model_copy(update={"last_time": max(state.last_time, now)})
     assert full == (moved if new is None else new)
+    assert full.grants == apply_decided(state, probe, now)[0].grants
     assert (new is None) == (state.grants[verdict.grant_id].spec.rate is None)
 
 
@@ -142,7 +146,7 @@ def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tupl
                 cast = sign(
                     conn.business.key, M.MESSAGE, {"topic": topic}, created_time=now, payload="x"
                 )
-                check_broadcast_agrees_with_apply(conn.state, cast, now)
+                check_broadcast_agrees_with_apply(conn.state, cast, probe, now)
                 expected = ref.decide(topic, now)
                 got = "allowed" if isinstance(verdict, Allowed) else verdict.code
                 assert got == expected, (got, expected)
