@@ -79,9 +79,14 @@ class ServerSecret(Base):
 
 class Invitation(Base):
     __tablename__ = "invitations"
+    __table_args__ = (
+        # A party's invitations in id order, with or without a status (list_mine's pages).
+        Index("ix_invitations_inviter_id_id", "inviter_id", "id"),
+        Index("ix_invitations_inviter_status_id", "inviter_id", "status", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    inviter_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), index=True)
+    inviter_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
     token: Mapped[str] = mapped_column(String(64), unique=True)
     object: Mapped[str] = mapped_column(Text)
     multi_use: Mapped[bool] = mapped_column(Boolean)
@@ -102,8 +107,12 @@ class Connection(Base):
 
     __tablename__ = "connections"
     __table_args__ = (
-        Index("ix_connections_inviter_status", "inviter_id", "status"),
-        Index("ix_connections_acceptor_status", "acceptor_id", "status"),
+        # A party's connections in cid order, on either side, with or without a status
+        # (connections/repository.list_for pages through them; migration 0007).
+        Index("ix_connections_inviter_cid", "inviter_id", "cid"),
+        Index("ix_connections_acceptor_cid", "acceptor_id", "cid"),
+        Index("ix_connections_inviter_status_cid", "inviter_id", "status", "cid"),
+        Index("ix_connections_acceptor_status_cid", "acceptor_id", "status", "cid"),
         # Every accepted object rewrites ``state``/``version``/``updated_at`` (none
         # indexed): with room for the new version on the page the update is HOT, without
         # entries in the four indexes. Rows are ~1.4 KB, so half pages (migration 0004).
@@ -159,6 +168,9 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("party_id", "seq"),
         Index("ix_events_party_kind_seq", "party_id", "kind", "seq"),
+        # A connection's messages from its log entries (sever with data "delete"); log
+        # numbers only grow, so each insert lands on the index's last page.
+        Index("ix_events_log_seq", "log_seq"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

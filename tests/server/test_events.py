@@ -86,6 +86,33 @@ async def test_every_kind_of_change_reaches_the_other_side(business: Actor, pers
     assert all(e["object"]["from"] == person.did for e in after if e["cid"] == cid)
 
 
+async def test_sever_with_delete_empties_both_inboxes_of_that_connection_only(
+    business: Actor, person: Actor, actor: Any
+) -> None:
+    from rapport_protocol import MessageType as M
+
+    both = [*GRANTS, {"scope": "message", "topic": "*"}]
+    cid = await connect(business, person, person_grants=both, business_grants=both)
+    other = actor()
+    await other.register("person", "Bo")
+    kept = await connect(business, other, person_grants=both, business_grants=both)
+    for sender, on in ((business, cid), (person, cid), (business, kept), (other, kept)):
+        r = await sender.send(on, "news", "secret")
+        assert r.status_code == 201, r.text
+    r = await person.act("POST", f"/v1/connections/{cid}/sever", M.SEVER, {"data": "delete"}, cid)
+    assert r.status_code == 200, r.text
+
+    def cids(actor: Actor, page: dict[str, Any]) -> list[str]:
+        return [m["cid"] for m in page["data"]]
+
+    assert cids(person, (await person.get("/v1/messages")).json()) == []
+    assert cids(business, (await business.get("/v1/messages")).json()) == [kept]
+    assert cids(other, (await other.get("/v1/messages")).json()) == [kept]
+    stream = (await business.get("/v1/events")).json()["data"]
+    assert [e["type"] for e in stream if e["cid"] == cid] == ["connection", "sever"]
+    assert [e["type"] for e in stream if e["cid"] == kept] == ["connection", "message"]
+
+
 async def test_heartbeats_and_bad_last_event_id(database_url: str, clock: FakeClock) -> None:
     async with (
         live_server(database_url, clock, stream_heartbeat=0.2, run_worker=False) as base,

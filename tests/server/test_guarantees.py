@@ -293,6 +293,44 @@ async def test_pagination_walks_every_connection(actor) -> None:  # type: ignore
     assert r.status_code == 400 and r.json()["code"] == "invalid_cursor"
 
 
+async def test_pages_merge_both_sides_in_cid_order_with_filters(actor) -> None:  # type: ignore[no-untyped-def]
+    from rapport_protocol import MessageType as M
+
+    me = actor()
+    await me.register("person", "Me")
+    others, cids = [], []
+    for i in range(6):
+        other = actor()
+        await other.register("business" if i % 2 else "person", f"o{i}")
+        # Alternate sides: ``me`` invites the even ones and accepts the odd ones' invitations.
+        inviter, acceptor = (me, other) if i % 2 == 0 else (other, me)
+        cids.append(await connect(inviter, acceptor, person_grants=[]))
+        others.append(other)
+
+    async def walk(**params: str) -> list[str]:
+        seen, cursor = [], None
+        while True:
+            query = {"limit": "2", **params, **({"cursor": cursor} if cursor else {})}
+            r = await me.get("/v1/connections", params=query)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            seen += [c["cid"] for c in page["data"]]
+            if not page["has_more"]:
+                return seen
+            cursor = page["next_cursor"]
+
+    assert await walk() == sorted(cids)
+    for k in (1, 2):
+        r = await me.act(
+            "POST", f"/v1/connections/{cids[k]}/sever", M.SEVER, {"data": "retain_legal"}, cids[k]
+        )
+        assert r.status_code == 200, r.text
+    assert await walk(status="severed") == sorted(cids[1:3])
+    assert await walk(status="active") == sorted(cids[:1] + cids[3:])
+    for k in (0, 3):
+        assert await walk(counterparty=others[k].party_id) == [cids[k]]
+
+
 async def test_broadcast_runs_in_chunks_and_a_retry_reaches_only_the_missed(
     actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]

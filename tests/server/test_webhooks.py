@@ -253,6 +253,39 @@ async def test_gone_disables_the_endpoint_and_retry_after_is_honoured(
         )
 
 
+async def test_a_disabled_endpoint_keeps_its_backlog_parked_until_enabled(
+    business: Actor, person: Actor
+) -> None:
+    up = False
+
+    def behaviour(_h: dict[str, str], _b: bytes) -> Answer:
+        return Answer(200) if up else Answer(503)
+
+    async with WebhookReceiver(behaviour) as receiver:
+        endpoint = await register_endpoint(person, receiver.url, types=["message"])
+        base = f"/v1/webhook-endpoints/{endpoint['id']}"
+        cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
+        for i in range(3):
+            assert (await business.send(cid, "news", f"m{i}")).status_code == 201
+        await receiver.wait_for(lambda: len(receiver.received) >= 9)  # retrying, fast
+        assert (await person.post(base + "/disable")).status_code == 200
+        await asyncio.sleep(0.5)  # an attempt in flight at the disable is recorded
+        tried = len(receiver.received)
+        listed = (await person.get(base + "/deliveries")).json()["data"]
+        assert [d["status"] for d in listed] == ["pending"] * 3
+        assert [d["next_attempt_time"] for d in listed] == [None] * 3  # nothing scheduled
+        await asyncio.sleep(1.0)
+        assert len(receiver.received) == tried
+        up = True
+        assert (await person.post(base + "/enable")).status_code == 200
+        await receiver.wait_for(lambda: len(receiver.ok()) == 3)
+        assert sorted(r.json["data"]["object"]["payload"] for r in receiver.ok()) == [
+            "m0",
+            "m1",
+            "m2",
+        ]
+
+
 async def test_dead_letters_can_be_listed_and_replayed(business: Actor, person: Actor) -> None:
     healthy = False
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..schemas import Out
 from ..tables import WebhookDelivery as DeliveryRow
 from ..tables import WebhookEndpoint as EndpointRow
+from .service import PARKED
 
 EventType = Literal["message", "connection", "grant", "mute", "sever", "favour", "key"]
 
@@ -64,7 +65,10 @@ class WebhookDelivery(Out):
     webhook_id: str = Field(description="The webhook-id header (stable across retries).")
     status: Literal["pending", "delivered", "dead"]
     attempts: int
-    next_attempt_time: float | None
+    next_attempt_time: float | None = Field(
+        description="When the next attempt is due; null once delivered or dead, and while "
+        "the endpoint is disabled (enabling it makes its pending deliveries due at once)."
+    )
     last_status: int | None
     last_error: str | None
     delivered_time: int | None
@@ -77,7 +81,11 @@ class WebhookDelivery(Out):
             webhook_id=webhook_id(row.event_id),
             status=row.status,  # type: ignore[arg-type]
             attempts=row.attempts,
-            next_attempt_time=row.next_attempt_at if row.status == "pending" else None,
+            next_attempt_time=(
+                row.next_attempt_at
+                if row.status == "pending" and row.next_attempt_at < PARKED
+                else None  # delivered, dead, or waiting for its endpoint to be enabled
+            ),
             last_status=row.last_status,
             last_error=row.last_error,
             delivered_time=row.delivered_at,

@@ -37,7 +37,7 @@ from ..events.notify import ANY, LocalNotifier
 from ..metrics import WEBHOOK_ATTEMPTS
 from ..tables import Event, LogEntry, Party, WebhookDelivery, WebhookEndpoint
 from .schemas import webhook_id
-from .service import insert_pending
+from .service import insert_pending, park
 from .signing import ServerSigner
 from .ssrf import PinnedBackend, PinnedTransport, Resolver, SystemResolver
 
@@ -351,9 +351,11 @@ class DeliveryWorker:
         async with self._maker() as session, session.begin():
             if delivered:  # the common case, one statement for all (it was one per delivery)
                 await session.execute(_DELIVERED.values(delivered_at=int(now)), delivered)
+            failed: set[str] = set()
             for outcome in outcomes:
                 if outcome.ok:
                     continue
+                failed.add(outcome.endpoint_id)
                 values: dict[str, Any] = {
                     "locked_until": None,
                     "last_status": outcome.status,
@@ -384,6 +386,13 @@ class DeliveryWorker:
                     )
                     .values(**values)
                 )
+            if failed:
+                # Retries just scheduled for an endpoint that is now disabled (by a 410
+                # above, or by its owner while the attempt was in flight) wait parked.
+                disabled = select(WebhookEndpoint.id).where(
+                    WebhookEndpoint.id.in_(failed), WebhookEndpoint.status == "disabled"
+                )
+                await session.execute(park(disabled))
 
 
 _DELIVERIES = cast(Table, WebhookDelivery.__table__)
