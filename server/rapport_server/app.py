@@ -31,6 +31,7 @@ from .metrics import router as metrics_router
 from .middleware import BodyLimitMiddleware, RequestIdMiddleware
 from .parties.endpoints import router as parties_router
 from .services import Services, load_secret
+from .sweeper import Sweeper
 from .webapp import mount_webapp
 from .webhooks.endpoints import keys_router as webhook_keys_router
 from .webhooks.endpoints import router as webhooks_router
@@ -131,6 +132,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         )
         for lane in lanes:
             await lane.start()
+        sweeper = Sweeper(
+            batcher,
+            clock,
+            idempotency_ttl=settings.idempotency_ttl,
+            assertion_grace=settings.clock_skew_seconds,
+        )
+        await sweeper.start()
         worker = (
             build_worker(settings, writer, notifier, signer, reader=maker)
             if settings.run_worker
@@ -152,6 +160,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         )
         app.state.worker = worker
         app.state.checkpointer = checkpointer
+        app.state.sweeper = sweeper
         await _build_routes(app)
         # Everything made so far (the app, its routes and models, the engine, SQLAlchemy's
         # and pydantic's tables) lives as long as the process: keep it out of the cyclic
@@ -169,6 +178,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await notifier.stop()  # ends event streams
             if worker is not None:
                 await worker.stop()
+            await sweeper.stop()
             for lane in lanes:
                 await lane.stop()
             await batcher.stop()
