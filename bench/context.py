@@ -75,6 +75,8 @@ class Small:
     latency: load.LoadResult | None = None
     rss: int = 0
     rate50: float = 0.0
+    list_ms: float | None = None
+    """Median time of a page of the busiest sender's connections."""
 
 
 @dataclass

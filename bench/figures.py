@@ -86,6 +86,31 @@ def send_peak(
     return res, cpu
 
 
+LIST_PAGES = 20
+
+
+def list_page_ms(url: str, link: Link, pages: int = LIST_PAGES) -> float:
+    """Median milliseconds of ``GET /v1/connections`` (50 a page, following the cursor)
+    for ``link``'s sender: the scale figures' check that a page costs the same whatever
+    the party's number of connections."""
+    import httpx
+
+    took: list[float] = []
+    cursor: str | None = None
+    headers = {"Authorization": f"Bearer {link.sender.token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        for _ in range(pages):
+            params = {"limit": "50", **({"cursor": cursor} if cursor else {})}
+            began = time.perf_counter()
+            r = http.get("/v1/connections", params=params)
+            took.append((time.perf_counter() - began) * 1000)
+            r.raise_for_status()
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+    return statistics.median(took)
+
+
 def send_rows(
     ctx: Context,
     backend: str,
@@ -310,6 +335,7 @@ def scale(
     )
     with start_server() as srv:
         res, cpu = send_peak(ctx, backend, srv, pop, db_url, "scale")
+        list_ms = list_page_ms(srv.url, pop.links[0])
         lat = (
             latency(ctx, srv, pop, db_url, small.rate50, f"{backend}-scale-lat")
             if small.latency
@@ -340,6 +366,18 @@ def scale(
                     lat.steal_note,
                     lat.detail,
                 ),
+            )
+        )
+    if small.list_ms is not None:
+        ctx.rows.append(
+            Row(
+                "scale: a page of connections",
+                backend,
+                f"{list_ms:.1f} ms",
+                f"small-db page {small.list_ms:.1f} ms",
+                list_ms / small.list_ms if small.list_ms else None,
+                note=f"GET /v1/connections, 50 a page, median of {LIST_PAGES} pages "
+                f"following the cursor, for the sender of the seeded connections",
             )
         )
     ctx.rows.append(
@@ -560,6 +598,8 @@ def run_backend(ctx: Context, backend: str) -> None:
                 pop = new_population(srv.url, ctx.plan)
                 peak, cpu = send_peak(ctx, backend, srv, pop, db_url, "small")
                 small = Small(peak, rss=srv.rss(), rate50=peak.rate / 2)
+                if ctx.wants("scale"):
+                    small.list_ms = list_page_ms(srv.url, pop.links[0])
                 if ctx.wants("send", "scale"):
                     send_rows(ctx, backend, peak, cpu)
                 if ctx.wants("send") and ctx.tool == "wrk":  # loadgen counts requests only
