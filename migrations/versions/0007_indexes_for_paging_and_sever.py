@@ -17,6 +17,10 @@ Create Date: 2026-12-03 06:10:00
   its status touch them; state writes stay HOT updates.
 - ``invitations``: ``(inviter_id, id)`` and ``(inviter_id, status, id)`` replace
   ``(inviter_id)`` for the same reason.
+- ``webhook_deliveries``: ``(endpoint_id, id)``, for an endpoint's delivery log in id
+  order (it read the endpoint's whole history through ``(endpoint_id, event_id)``). Not
+  with the status: a delivery's status changes on every delivery, and each change would
+  move its entry; a page filtered by a status reads ``(status, next_attempt_at)``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ CHANGES: dict[str, tuple[dict[str, list[str]], dict[str, list[str]]]] = {
         },
         {"ix_invitations_inviter_id": ["inviter_id"]},
     ),
+    "webhook_deliveries": ({"ix_webhook_deliveries_endpoint_id_id": ["endpoint_id", "id"]}, {}),
 }
 
 

@@ -252,6 +252,8 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id"),
         Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+        # An endpoint's deliveries in id order (its delivery log's pages; migration 0007).
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
