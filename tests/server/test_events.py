@@ -242,3 +242,20 @@ async def test_the_stream_ends_when_the_account_is_deleted(
             async for _frame in frames(r):
                 pass  # the server closes the stream
             assert time.monotonic() - started < 5
+
+
+async def test_a_subscription_collects_the_hinted_parties_until_taken() -> None:
+    from rapport_server.events.notify import ANY, WIDE, LocalNotifier
+
+    notifier = LocalNotifier()
+    with notifier.subscribe(ANY) as sub, notifier.subscribe("p1") as own:
+        assert sub.take() is None  # the first pass looks at every party
+        notifier.committed(["p1", "p2"])
+        notifier.committed(["p3"])
+        assert await sub.wait(0.1) and await own.wait(0.1)
+        assert sub.take() == {"p1", "p2", "p3"}
+        assert sub.take() == set() and not await sub.wait(0.01)
+        notifier.committed([f"q{i}" for i in range(WIDE + 1)])
+        assert sub.take() is None  # too many to list: any party
+        notifier.wake_all()
+        assert sub.take() is None

@@ -38,16 +38,35 @@ _MAX_PAYLOAD = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 _NOTIFY = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
 
 
+WIDE = 256
+"""Past this many parties in one subscription's hints, they stand for "any party"."""
+
+
 class Subscription:
-    """A reader's wake-up flag. Clear it *before* reading the table, then wait."""
+    """A reader's wake-up flag, and the parties hinted since it last took them. Clear it
+    (or take them) *before* reading the table, then wait."""
 
     def __init__(self) -> None:
         self._flag = asyncio.Event()
+        self._parties: set[str] | None = None  # None: any party's stream may have grown
 
     def clear(self) -> None:
         self._flag.clear()
 
-    def wake(self) -> None:
+    def take(self) -> set[str] | None:
+        """Clear the flag; the parties hinted since the last take, or ``None`` for any
+        (the first take, a hint without parties, more than :data:`WIDE` of them)."""
+        self._flag.clear()
+        parties, self._parties = self._parties, set()
+        return parties
+
+    def wake(self, party_ids: Collection[str] | None = None) -> None:
+        if party_ids is None:
+            self._parties = None
+        elif self._parties is not None:
+            self._parties.update(party_ids)
+            if len(self._parties) > WIDE:
+                self._parties = None
         self._flag.set()
 
     async def wait(self, seconds: float) -> bool:
@@ -100,7 +119,7 @@ class LocalNotifier:
             for sub in self._subs.get(pid, ()):
                 sub.wake()
         for sub in self._subs.get(ANY, ()):
-            sub.wake()
+            sub.wake(party_ids)
 
     def wake_all(self) -> None:
         for subs in self._subs.values():

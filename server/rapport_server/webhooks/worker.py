@@ -19,15 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpx
 import structlog
-from sqlalchemy import ColumnElement, Table, bindparam, exists, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ..background import stop_task
@@ -49,6 +50,7 @@ SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000, 50400
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_RETRY_AFTER = 86400.0
 EXPAND_BATCH = 500
+EXPAND_ENDPOINTS = 100
 
 
 # The head of an endpoint's party's stream, as a correlated subquery rather than a join:
@@ -64,6 +66,16 @@ _PARTY_TOP = (
 )
 # An enabled endpoint whose party's stream has grown past its cursor.
 _ENDPOINT_BEHIND = (WebhookEndpoint.status == "enabled", WebhookEndpoint.cursor < _PARTY_TOP)
+
+
+def _behind(parties: Collection[str] | None) -> tuple[ColumnElement[bool], ...] | None:
+    """:data:`_ENDPOINT_BEHIND`, for the endpoints of ``parties`` only (``None``: every
+    endpoint); ``None`` when there are no parties to look at."""
+    if parties is None:
+        return _ENDPOINT_BEHIND
+    if not parties:
+        return None
+    return (*_ENDPOINT_BEHIND, WebhookEndpoint.party_id.in_(sorted(parties)))
 
 
 def _due(now: float) -> tuple[ColumnElement[bool], ...]:
@@ -145,6 +157,7 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self.attempts = 0
         self.delivered = 0
+        self._expand_left = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="rapport-webhook-worker")
@@ -156,12 +169,19 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        full_at = -math.inf
         with self._notifier.subscribe(ANY) as sub:
             while True:
                 started = loop.time()
-                sub.clear()
+                parties = sub.take()
+                # Only the hinted parties' endpoints are probed for new events, but every
+                # endpoint once per ``poll`` (a lost hint) and whenever an expand left work.
+                if self._expand_left or started - full_at >= self._poll:
+                    parties = None
+                if parties is None:
+                    full_at = started
                 try:
-                    done = await self.run_once()
+                    done = await self.run_once(parties)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database is away: back off, keep the loop
@@ -181,35 +201,45 @@ class DeliveryWorker:
         async with self._reader() as session:
             return (await session.execute(query.limit(1))).first() is not None
 
-    async def run_once(self) -> int:
-        """One pass: expand new events, then attempt what is due; returns the attempts.
+    async def run_once(self, parties: Collection[str] | None = None) -> int:
+        """One pass: expand new events (of ``parties``' endpoints, or of every endpoint),
+        then attempt what is due; returns the attempts.
 
         Both "is there work?" questions are one statement in one read session (a pass
         starts after every batch commit under load: as two probes they were ~3% of a
-        send's server CPU, bench/PROFILE.md)."""
+        send's server CPU, bench/PROFILE.md). The first reads the endpoints table, one
+        party lookup per endpoint: limited to the parties whose commits woke the pass, it
+        stays the same size as endpoints are added."""
         now = self._wall()
+        self._expand_left = False
+        behind_of = _behind(parties)
         async with self._reader() as session:
             behind, due = (
                 await session.execute(
                     select(
-                        exists(select(WebhookEndpoint.id).where(*_ENDPOINT_BEHIND)),
+                        exists(select(WebhookEndpoint.id).where(*behind_of))
+                        if behind_of is not None
+                        else literal(False),
                         exists(select(WebhookDelivery.id).where(*_due(now))),
                     )
                 )
             ).one()
-        created = await self.expand(probed=True) if behind else 0
+        created = await self.expand(probed=True, parties=parties) if behind else 0
         if not (due or created):
             return 0
         return await self.deliver_due(probed=True)
 
-    async def expand(self, *, probed: bool = False) -> int:
+    async def expand(self, *, probed: bool = False, parties: Collection[str] | None = None) -> int:
         """Turn new events into pending deliveries; returns how many were created.
-        ``probed``: the caller has just seen an endpoint behind its party's stream."""
+        ``probed``: the caller has just seen an endpoint behind its party's stream.
+        ``parties``: only their endpoints (default: every endpoint)."""
         now = self._wall()
         created = 0
-        if not probed and not await self._probe(
-            select(WebhookEndpoint.id).where(*_ENDPOINT_BEHIND)
-        ):
+        self._expand_left = False
+        behind_of = _behind(parties)
+        if behind_of is None:
+            return 0
+        if not probed and not await self._probe(select(WebhookEndpoint.id).where(*behind_of)):
             return 0
         async with self._maker() as session, session.begin():
             due = await session.execute(
@@ -221,12 +251,16 @@ class DeliveryWorker:
                         WebhookEndpoint.types,
                         _PARTY_TOP,
                     )
-                    .where(*_ENDPOINT_BEHIND)
-                    .limit(100)
+                    .where(*behind_of)
+                    .limit(EXPAND_ENDPOINTS)
                 )
             )
-            for endpoint_id, party_id, cursor, types, top in due.all():
+            rows = due.all()
+            self._expand_left = len(rows) == EXPAND_ENDPOINTS
+            for endpoint_id, party_id, cursor, types, top in rows:
                 upto = min(int(top), int(cursor) + EXPAND_BATCH)
+                if upto < int(top):
+                    self._expand_left = True  # the next pass goes on from ``upto``
                 new_events = [Event.party_id == party_id, Event.seq > cursor, Event.seq <= upto]
                 if types:
                     new_events.append(Event.kind.in_(types.split(",")))
