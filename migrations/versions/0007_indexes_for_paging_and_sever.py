@@ -20,7 +20,10 @@ Create Date: 2026-12-03 06:10:00
 - ``webhook_deliveries``: ``(endpoint_id, id)``, for an endpoint's delivery log in id
   order (it read the endpoint's whole history through ``(endpoint_id, event_id)``). Not
   with the status: a delivery's status changes on every delivery, and each change would
-  move its entry; a page filtered by a status reads ``(status, next_attempt_at)``.
+  move its entry; a page filtered by a status walks the endpoint's deliveries in id order.
+
+On PostgreSQL the indexes are built without CONCURRENTLY: writes to these tables wait
+while they build (seconds for millions of events; plan the upgrade accordingly).
 """
 
 from __future__ import annotations
