@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import Delete, delete, select, tuple_
 
 from .background import stop_task
 from .domain import Clock
@@ -107,12 +107,7 @@ class Sweeper:
             .order_by(table.created_at)
             .limit(self._batch)
         )
-        statement = delete(table).where(tuple_(table.party_id, table.key).in_(oldest))
-
-        async def unit(ctx: UnitContext) -> int:
-            return int((await ctx.session.execute(statement)).rowcount)  # type: ignore[attr-defined]
-
-        return unit
+        return _deleting(delete(table).where(tuple_(table.party_id, table.key).in_(oldest)))
 
     def _assertions_unit(self, before: int) -> _Unit:
         oldest = (
@@ -121,9 +116,13 @@ class Sweeper:
             .order_by(UsedAssertion.expires_at)
             .limit(self._batch)
         )
-        statement = delete(UsedAssertion).where(UsedAssertion.jti.in_(oldest))
+        return _deleting(delete(UsedAssertion).where(UsedAssertion.jti.in_(oldest)))
 
-        async def unit(ctx: UnitContext) -> int:
-            return int((await ctx.session.execute(statement)).rowcount)  # type: ignore[attr-defined]
 
-        return unit
+def _deleting(statement: Delete) -> _Unit:
+    """A write unit running ``statement``; returns the rows it deleted."""
+
+    async def unit(ctx: UnitContext) -> int:
+        return int((await ctx.session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+    return unit
