@@ -16,7 +16,6 @@ up for long. Several instances may sweep at once: a row deleted twice is deleted
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -74,15 +73,19 @@ class Sweeper:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            # A failed round (the database away) is retried at the next one.
-            with contextlib.suppress(Exception):
+            try:
                 swept = await self.sweep()
-                if swept.idempotency_records or swept.used_assertions:
-                    log.info(
-                        "swept",
-                        idempotency_records=swept.idempotency_records,
-                        used_assertions=swept.used_assertions,
-                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database away: the next round retries
+                log.warning("sweep_failed", error=type(exc).__name__)
+                continue
+            if swept.idempotency_records or swept.used_assertions:
+                log.info(
+                    "swept",
+                    idempotency_records=swept.idempotency_records,
+                    used_assertions=swept.used_assertions,
+                )
 
     async def sweep(self) -> Swept:
         """One round: delete everything expired now, ``batch`` rows per write unit."""
@@ -106,6 +109,7 @@ class Sweeper:
             .where(table.created_at < before)
             .order_by(table.created_at)
             .limit(self._batch)
+            .with_for_update(skip_locked=True)  # PostgreSQL: another instance's are skipped
         )
         return _deleting(delete(table).where(tuple_(table.party_id, table.key).in_(oldest)))
 
@@ -115,14 +119,21 @@ class Sweeper:
             .where(UsedAssertion.expires_at < before)
             .order_by(UsedAssertion.expires_at)
             .limit(self._batch)
+            .with_for_update(skip_locked=True)
         )
         return _deleting(delete(UsedAssertion).where(UsedAssertion.jti.in_(oldest)))
+
+
+# No ORM objects of these tables are loaded in a unit's session, so the deletes need not
+# find theirs (``synchronize_session`` would fetch every deleted key with RETURNING).
+_NO_SYNC = {"synchronize_session": False}
 
 
 def _deleting(statement: Delete) -> _Unit:
     """A write unit running ``statement``; returns the rows it deleted."""
 
     async def unit(ctx: UnitContext) -> int:
-        return int((await ctx.session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+        result = await ctx.session.execute(statement, execution_options=_NO_SYNC)
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     return unit

@@ -56,3 +56,57 @@ async def test_upgrade_downgrade_upgrade_and_no_drift(fresh_database_url: str) -
         )
     await engine.dispose()
     assert diff == [], diff
+
+
+async def test_0008_parks_the_backlogs_of_endpoints_disabled_before_it(
+    fresh_database_url: str,
+) -> None:
+    from rapport_server.db import create_engine
+    from rapport_server.migrate import upgrade
+    from rapport_server.tables import Event, Party, WebhookDelivery, WebhookEndpoint
+    from rapport_server.webhooks.service import PARKED
+    from sqlalchemy import insert, select
+
+    await upgrade(fresh_database_url, "0007")
+    engine = create_engine(fresh_database_url)
+    party = {"kind": "person", "display_name": "P", "created_at": 1}
+    endpoint = {"party_id": "p", "url": "https://example.com/h", "secret": "s", "cursor": 0}
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(Party).values(id="p", did="did:key:z6Mkp", **party))
+            await conn.execute(
+                insert(WebhookEndpoint),
+                [
+                    {"id": "on", "status": "enabled", "created_at": 1, **endpoint},
+                    {"id": "off", "status": "disabled", "created_at": 1, **endpoint},
+                ],
+            )
+            await conn.execute(
+                insert(Event),
+                [
+                    {"id": i, "party_id": "p", "seq": i, "cid": "c", "kind": "m", "created_at": 1}
+                    for i in (1, 2, 3)
+                ],
+            )
+            row = {"attempts": 2, "next_attempt_at": 500.0, "created_at": 1}
+            await conn.execute(
+                insert(WebhookDelivery),
+                [
+                    {"id": 1, "endpoint_id": "on", "event_id": 1, "status": "pending", **row},
+                    {"id": 2, "endpoint_id": "off", "event_id": 2, "status": "pending", **row},
+                    {"id": 3, "endpoint_id": "off", "event_id": 3, "status": "dead", **row},
+                ],
+            )
+        await upgrade(fresh_database_url)
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                select(WebhookDelivery.id, WebhookDelivery.next_attempt_at).order_by(
+                    WebhookDelivery.id
+                )
+            )
+            times = {int(i): float(t) for i, t in result.all()}
+    finally:
+        await engine.dispose()
+    # Only the disabled endpoint's pending delivery moves; the enabled one's and a dead one
+    # keep their times.
+    assert times == {1: 500.0, 2: PARKED, 3: 500.0}

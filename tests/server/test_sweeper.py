@@ -59,3 +59,40 @@ async def test_sweep_deletes_only_what_expired_in_bounded_units(fresh_database_u
         assert jtis == {"edge", "live", "recent"}
     finally:
         await engine.dispose()
+
+
+async def test_a_failed_round_is_logged_and_the_next_round_runs() -> None:
+    import asyncio
+
+    from rapport_server.sweeper import Sweeper
+    from structlog.testing import capture_logs
+
+    calls: list[int] = []
+    second = asyncio.Event()
+
+    class Batcher:  # the database away for the first round's first unit
+        async def submit(self, _unit: object) -> int:
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionRefusedError
+            if len(calls) == 3:
+                second.set()
+            return 0
+
+    sweeper = Sweeper(
+        Batcher(),  # type: ignore[arg-type]
+        lambda: 1000,
+        idempotency_ttl=10,
+        assertion_grace=1,
+        interval=0.01,
+    )
+    with capture_logs() as logs:
+        await sweeper.start()
+        try:
+            await asyncio.wait_for(second.wait(), 5)
+        finally:
+            await sweeper.stop()
+    failed = [e for e in logs if e["event"] == "sweep_failed"]
+    assert failed == [
+        {"event": "sweep_failed", "error": "ConnectionRefusedError", "log_level": "warning"}
+    ]

@@ -286,6 +286,48 @@ async def test_a_disabled_endpoint_keeps_its_backlog_parked_until_enabled(
         ]
 
 
+async def test_a_retry_recorded_after_the_owner_disabled_the_endpoint_is_parked(
+    business: Actor, person: Actor
+) -> None:
+    answers = [Answer(503, delay=1.0)]  # the first attempt fails, a second late
+
+    async with WebhookReceiver(lambda _h, _b: answers.pop() if answers else Answer(200)) as rx:
+        endpoint = await register_endpoint(person, rx.url, types=["message"])
+        base = f"/v1/webhook-endpoints/{endpoint['id']}"
+        cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
+        assert (await business.send(cid, "news", "late")).status_code == 201
+        await rx.wait_for(lambda: len(rx.received) == 1)  # in flight: not yet recorded
+        assert (await person.post(base + "/disable")).status_code == 200
+        await asyncio.sleep(1.5)  # the 503 is recorded after the disable
+        listed = (await person.get(base + "/deliveries")).json()["data"]
+        assert [(d["status"], d["attempts"]) for d in listed] == [("pending", 1)]
+        assert listed[0]["next_attempt_time"] is None  # parked, not at its retry time
+        assert len(rx.received) == 1
+        assert (await person.post(base + "/enable")).status_code == 200
+        await rx.wait_for(lambda: len(rx.ok()) == 1)
+
+
+async def test_a_replay_on_a_disabled_endpoint_waits_parked_for_the_enable(
+    business: Actor, person: Actor
+) -> None:
+    async with WebhookReceiver() as rx:
+        endpoint = await register_endpoint(person, rx.url, types=["message"])
+        base = f"/v1/webhook-endpoints/{endpoint['id']}"
+        cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
+        assert (await business.send(cid, "news", "again")).status_code == 201
+        await rx.wait_for(lambda: len(rx.ok()) == 1)
+        assert (await person.post(base + "/disable")).status_code == 200
+        r = await person.post(base + "/replay", {"after": 0})
+        assert r.json() == {"scheduled": 1}
+        listed = (await person.get(base + "/deliveries")).json()["data"]
+        assert [(d["status"], d["next_attempt_time"]) for d in listed] == [("pending", None)]
+        await asyncio.sleep(1.0)
+        assert len(rx.received) == 1  # nothing goes out while it is disabled
+        assert (await person.post(base + "/enable")).status_code == 200
+        await rx.wait_for(lambda: len(rx.ok()) == 2)
+        assert rx.ok()[1].id == rx.ok()[0].id
+
+
 async def test_dead_letters_can_be_listed_and_replayed(business: Actor, person: Actor) -> None:
     healthy = False
 

@@ -215,7 +215,8 @@ async def delete_account(request: Request, svc: ServicesDep, subject: SubjectDep
         # Nothing more is delivered to a deleted party's receivers.
         endpoints = select(WebhookEndpoint.id).where(WebhookEndpoint.party_id == subject.party_id)
         await session.execute(
-            delete(WebhookDelivery).where(WebhookDelivery.endpoint_id.in_(endpoints))
+            delete(WebhookDelivery).where(WebhookDelivery.endpoint_id.in_(endpoints)),
+            execution_options={"synchronize_session": False},  # no RETURNING of every id
         )
         await session.execute(
             delete(WebhookEndpoint).where(WebhookEndpoint.party_id == subject.party_id)

@@ -107,11 +107,18 @@ def park(endpoints: str | Select[Any]) -> Update:
         update(WebhookDelivery)
         .where(of, WebhookDelivery.status == "pending")
         .values(next_attempt_at=PARKED)
+        .execution_options(synchronize_session=False)  # no RETURNING of every id
     )
 
 
-async def get(session: AsyncSession, subject: Subject, endpoint_id: str) -> WebhookEndpoint:
-    row = await session.get(WebhookEndpoint, endpoint_id)
+async def get(
+    session: AsyncSession, subject: Subject, endpoint_id: str, *, lock: bool = False
+) -> WebhookEndpoint:
+    """The subject's endpoint. ``lock``: ``SELECT … FOR UPDATE`` (PostgreSQL), taken by every
+    write that moves the endpoint's pending deliveries, so that those writes (and the
+    worker's record of an attempt, which locks its endpoints first too) see each other's
+    status and lock the endpoint before its deliveries, always in that order."""
+    row = await session.get(WebhookEndpoint, endpoint_id, with_for_update=lock or None)
     if row is None or row.party_id != subject.party_id:
         raise NotFound("no such webhook endpoint")
     return row
@@ -140,7 +147,7 @@ async def rotate_secret(
 async def set_enabled(
     ctx: UnitContext, subject: Subject, endpoint_id: str, enabled: bool, now: float
 ) -> WebhookEndpoint:
-    row = await get(ctx.session, subject, endpoint_id)
+    row = await get(ctx.session, subject, endpoint_id, lock=True)
     row.status = "enabled" if enabled else "disabled"
     row.disabled_reason = None if enabled else "disabled by its owner"
     if enabled:  # pending deliveries go out now rather than at their backed-off time
@@ -156,7 +163,7 @@ async def set_enabled(
 
 
 async def remove(ctx: UnitContext, subject: Subject, endpoint_id: str) -> None:
-    row = await get(ctx.session, subject, endpoint_id)
+    row = await get(ctx.session, subject, endpoint_id, lock=True)
     await ctx.session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == row.id))
     await ctx.session.delete(row)
     await ctx.session.flush()
@@ -188,7 +195,7 @@ async def replay(
 ) -> int:
     """Schedule redelivery: of every event above ``after``, or of the dead deliveries."""
     session = ctx.session
-    row = await get(session, subject, endpoint_id)
+    row = await get(session, subject, endpoint_id, lock=True)  # its status holds until commit
     at = now if row.status == "enabled" else PARKED  # a disabled endpoint's wait for it
     fresh = {"status": "pending", "attempts": 0, "next_attempt_at": at, "locked_until": None}
     if after is None:
@@ -206,6 +213,7 @@ async def replay(
             WebhookDelivery.event_id.in_(select(Event.id).where(in_range)),
         )
         .values(**fresh)
+        .execution_options(synchronize_session=False)
     )
     existing = int(result.rowcount)  # type: ignore[attr-defined]
     # Events above ``after`` that never had a delivery (older than the endpoint, filtered).

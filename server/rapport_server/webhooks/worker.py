@@ -188,7 +188,7 @@ class DeliveryWorker:
                     log.warning("webhook_worker_error", error=type(exc).__name__)
                     await asyncio.sleep(self._poll)
                     continue
-                if done < self._batch:
+                if done < self._batch and not self._expand_left:  # else go on at once
                     await sub.wait(self._poll)
                     rest = started + self._coalesce - loop.time()
                     if rest > 0:
@@ -383,6 +383,17 @@ class DeliveryWorker:
             if o.ok
         ]
         async with self._maker() as session, session.begin():
+            if len(delivered) < len(outcomes):
+                # A failure may disable or park: lock its endpoints first (PostgreSQL), as an
+                # owner's enable, disable or replay does, so that the status read by the park
+                # below holds until commit and the two writers never wait on each other.
+                ids = sorted({o.endpoint_id for o in outcomes if not o.ok})
+                await session.execute(
+                    select(WebhookEndpoint.id)
+                    .where(WebhookEndpoint.id.in_(ids))
+                    .order_by(WebhookEndpoint.id)
+                    .with_for_update()
+                )
             if delivered:  # the common case, one statement for all (it was one per delivery)
                 await session.execute(_DELIVERED.values(delivered_at=int(now)), delivered)
             failed: set[str] = set()
