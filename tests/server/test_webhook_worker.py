@@ -119,6 +119,10 @@ async def test_a_hinted_pass_expands_only_the_hinted_parties_endpoints(setup: Se
     assert await setup.worker.run_once(None) == 2  # the full pass finds p2's events
     assert await _cursors(setup.maker) == {"ep1": 3, "ep2": 2}
     assert setup.received == ["p1"] * 3 + ["p2"] * 2
+    await _append(setup.maker, "p1", range(4, 5))
+    await _append(setup.maker, "p2", range(3, 4))
+    assert await setup.worker.run_once({"p2", "p1", "p3"}) == 2  # several hinted parties
+    assert await _cursors(setup.maker) == {"ep1": 4, "ep2": 3}
 
 
 async def test_an_expand_that_left_endpoints_behind_is_continued_at_once(
