@@ -45,6 +45,10 @@ class Party(Base):
     event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Number of the party's latest event. Bumped in the writing transaction, so the
     party's event numbers commit in order (a stream reader never skips one)."""
+    ack_floor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Every inbox message of the party numbered at or below it is acknowledged (a lower
+    bound, raised by acks: ``messages/service.ack``). ``GET /v1/inbox?unacked=true``
+    starts there instead of reading every acknowledged message from the first."""
 
 
 class RetiredKey(Base):

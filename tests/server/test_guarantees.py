@@ -361,3 +361,47 @@ async def test_broadcast_runs_in_chunks_and_a_retry_reaches_only_the_missed(
     for p in people:
         inbox = (await p.get("/v1/messages")).json()["data"]
         assert [m["content"] for m in inbox] == ["chunked"]
+
+
+async def test_acks_raise_the_floor_that_unacked_pages_start_from(
+    business: Actor, person: Actor, database_url: str
+) -> None:
+    from rapport_server.tables import Party
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    cid = await connect(business, person, person_grants=[{"scope": "message", "topic": "news"}])
+    for i in range(6):
+        assert (await business.send(cid, "news", f"m{i}")).status_code == 201
+    inbox = (await person.get("/v1/messages", params={"cid": cid})).json()["data"]
+    ids = [m["id"] for m in inbox]
+    engine = create_async_engine(database_url)
+
+    async def floor() -> int:
+        async with engine.connect() as conn:
+            q = select(Party.ack_floor).where(Party.id == person.party_id)
+            return int((await conn.execute(q)).scalar_one())
+
+    async def unacked() -> list[str]:
+        page = await person.get("/v1/messages", params={"unacked": "true"})
+        return [m["content"] for m in page.json()["data"]]
+
+    try:
+        start = await floor()
+        assert start < ids[0]  # the connection's own events came first
+        for i in (1, 2, 4):  # out of order: m0 is still waiting
+            assert (await person.post(f"/v1/messages/{ids[i]}/ack")).status_code == 200
+        assert await floor() == ids[0] - 1
+        assert await unacked() == ["m0", "m3", "m5"]
+        assert (await person.post(f"/v1/messages/{ids[0]}/ack")).status_code == 200
+        assert await floor() == ids[3] - 1  # past m0, m1, m2, to just below m3
+        assert await unacked() == ["m3", "m5"]
+        assert (await person.post(f"/v1/messages/{ids[0]}/ack")).status_code == 200  # again
+        for i in (3, 5):
+            assert (await person.post(f"/v1/messages/{ids[i]}/ack")).status_code == 200
+        assert await floor() == ids[5]  # everything acknowledged: up to the last message
+        assert await unacked() == []
+        assert (await business.send(cid, "news", "new")).status_code == 201
+        assert await unacked() == ["new"]  # a message above the floor is listed
+    finally:
+        await engine.dispose()

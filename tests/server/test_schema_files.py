@@ -63,17 +63,22 @@ async def test_0008_parks_the_backlogs_of_endpoints_disabled_before_it(
 ) -> None:
     from rapport_server.db import create_engine
     from rapport_server.migrate import upgrade
-    from rapport_server.tables import Event, Party, WebhookDelivery, WebhookEndpoint
+    from rapport_server.tables import Event, WebhookDelivery, WebhookEndpoint
     from rapport_server.webhooks.service import PARKED
-    from sqlalchemy import insert, select
+    from sqlalchemy import insert, select, text
 
     await upgrade(fresh_database_url, "0007")
     engine = create_engine(fresh_database_url)
-    party = {"kind": "person", "display_name": "P", "created_at": 1}
     endpoint = {"party_id": "p", "url": "https://example.com/h", "secret": "s", "cursor": 0}
     try:
         async with engine.begin() as conn:
-            await conn.execute(insert(Party).values(id="p", did="did:key:z6Mkp", **party))
+            # The columns of 0007's parties table only (later versions add more).
+            await conn.execute(
+                text(
+                    "INSERT INTO parties (id, kind, did, display_name, created_at)"
+                    " VALUES ('p', 'person', 'did:key:z6Mkp', 'P', 1)"
+                )
+            )
             await conn.execute(
                 insert(WebhookEndpoint),
                 [

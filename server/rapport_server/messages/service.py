@@ -41,7 +41,7 @@ from ..connections.service import require_sender, require_type
 from ..domain import DomainError, Subject
 from ..events import store as event_store
 from ..events.store import NewEvent
-from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry
+from ..tables import ActiveGrant, Connection, Event, HeldMessage, LogEntry, Party
 from ..writes import StaleWrite, UnitContext
 
 
@@ -62,7 +62,11 @@ async def inbox(
     if cid is not None:
         query = query.where(Event.cid == cid)
     if unacked:
-        query = query.where(Event.acked_at.is_(None))
+        # Everything at or below the party's floor is acknowledged: start above it.
+        floor = (
+            await session.execute(select(Party.ack_floor).where(Party.id == subject.party_id))
+        ).scalar_one_or_none() or 0
+        query = query.where(Event.acked_at.is_(None), Event.seq > floor)
     rows = await session.execute(query.order_by(Event.seq).limit(limit))
     return [(e, log) for e, log in rows.all()]
 
@@ -94,7 +98,41 @@ async def ack(ctx: UnitContext, subject: Subject, seq: int, now: int) -> Event |
     if event.acked_at is None:
         event.acked_at = now
         await session.execute(update(Event).where(Event.id == event.id).values(acked_at=now))
+        await _raise_ack_floor(session, subject.party_id)
     return event
+
+
+def _messages_of(party_id: str) -> tuple[ColumnElement[bool], ...]:
+    """The party's inbox messages (ix_events_party_kind_seq)."""
+    return (Event.party_id == party_id, Event.kind == "message")
+
+
+async def _raise_ack_floor(session: AsyncSession, party_id: str) -> None:
+    """After an ack: move the party's floor up to just below its first unacknowledged
+    message (or to its last message). The read starts at the floor and stops at the first
+    unacknowledged message, and the floor then moves past what it read, so no message is
+    read twice by later acks: O(1) a message over its life, however acks are ordered.
+    The floor only rises (a concurrent ack on another instance may have raised it)."""
+    mine = _messages_of(party_id)
+    floor = (
+        await session.execute(select(Party.ack_floor).where(Party.id == party_id))
+    ).scalar_one()
+    pending = (
+        await session.execute(
+            select(Event.seq)
+            .where(*mine, Event.seq > floor, Event.acked_at.is_(None))
+            .order_by(Event.seq)
+            .limit(1)
+        )
+    ).scalar()
+    if pending is not None:
+        new = int(pending) - 1
+    else:  # every message is acknowledged: up to the last one
+        new = int((await session.execute(select(func.max(Event.seq)).where(*mine))).scalar_one())
+    if new > floor:
+        await session.execute(
+            update(Party).where(Party.id == party_id, Party.ack_floor < new).values(ack_floor=new)
+        )
 
 
 @dataclass(frozen=True, slots=True)
