@@ -170,6 +170,9 @@ class DeliveryWorker:
         # Probes run in plain read transactions, so an idle worker never takes SQLite's
         # write lock; the writer sessions are used only when there is work.
         self._reader = reader or sessionmaker
+        bind = self._reader.kw.get("bind")
+        assert isinstance(bind, AsyncEngine), "the reader sessionmaker is bound to an engine"
+        self._reader_engine = bind  # its pooled connections carry the pass's probe
         self._notifier = notifier
         self._signer = signer
         self._client = httpx.AsyncClient(
@@ -236,8 +239,7 @@ class DeliveryWorker:
     async def _work(self, now: float, parties: Collection[str] | None) -> tuple[bool, bool]:
         """(an endpoint of ``parties`` is behind its stream, a delivery is due), in one
         statement on a pooled driver connection of the reader engine."""
-        bind = self._reader.kw.get("bind")
-        assert isinstance(bind, AsyncEngine)
+        bind = self._reader_engine
         postgres = bind.dialect.name == "postgresql"
         listed = sorted(parties) if parties is not None else None
         sql = _work_sql(postgres, None if listed is None else len(listed))
@@ -265,9 +267,10 @@ class DeliveryWorker:
         """One pass: expand new events (of ``parties``' endpoints, or of every endpoint),
         then attempt what is due; returns the attempts.
 
-        Both "is there work?" questions are one statement in one read session (a pass
-        starts after every batch commit under load: as two probes they were ~3% of a
-        send's server CPU, bench/PROFILE.md). The first reads the endpoints table, one
+        Both "is there work?" questions are one statement on a pooled driver connection
+        of the reader engine (``_work``: a pass starts after every batch commit under
+        load, and as ORM probes they were ~3-4% of a send's server CPU,
+        bench/PROFILE.md). The first reads the endpoints table, one
         party lookup per endpoint: limited to the parties whose commits woke the pass, it
         stays the same size as endpoints are added."""
         now = self._wall()
