@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             tool=tool,
             profile=args.profile,
             server_env=dict(kv.split("=", 1) for kv in args.server_env),
+            log=lambda m: print(f"[{time.monotonic() - t0:4.0f} s] {m}", flush=True),
         )
         if ctx.wants("limits"):
             crypto(ctx)

@@ -190,6 +190,8 @@ def _loadgen(
         mode,
         "--rate",
         str(rate),
+        "--timeline",
+        str(requests.with_suffix(".timeline")),
     ]
     times = cpu_times()
     out = _run(pinned(cmd, cpu), seconds + 120)

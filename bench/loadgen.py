@@ -75,6 +75,7 @@ class Tally:
     starved: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    dues: list[float] = field(default_factory=list)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -108,6 +109,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     def settle(chain: str | None, status: int, started: float) -> None:
         tally.latencies.append(loop.time() - started)
+        tally.dues.append(started)
         if 200 <= status < 300:
             tally.ok += 1
             if chain is not None and reqs.queues[chain]:
@@ -178,6 +180,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "p50_ms": _percentile(tally.latencies, 50) * 1000,
         "p99_ms": _percentile(tally.latencies, 99) * 1000,
         "max_ms": max(tally.latencies, default=float("nan")) * 1000,
+        "timeline": [
+            (due - start, latency) for due, latency in zip(tally.dues, tally.latencies, strict=True)
+        ],
     }
 
 
@@ -189,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--mode", choices=("chain", "any"), default="chain")
+    parser.add_argument(
+        "--timeline", help="write each request's start offset (s) and latency (ms) here"
+    )
     args = parser.parse_args(argv)
     started = time.time()
     try:
@@ -198,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         result = asyncio.run(run(args))
     result["started"] = started
+    timeline = result.pop("timeline")
+    if args.timeline:
+        assert isinstance(timeline, list)
+        with open(args.timeline, "w", encoding="utf-8") as f:
+            f.writelines(f"{due:.6f}\t{latency * 1000:.3f}\n" for due, latency in timeline)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ import structlog
 from sqlalchemy import MetaData, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -169,8 +172,23 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 WRITER_OPTION = "rapport_writer"
 CHECKPOINT_SECONDS = 1.0
 WAL_RESTART_FRAMES = 32768
-"""A WAL this long (~128 MiB of 4 KiB pages) is checkpointed with RESTART (see below)."""
-WAL_RESTART_WAIT_MS = 200
+"""A WAL this long (~128 MiB of 4 KiB pages) is caught up between two batches, so that it
+is rewound (see below)."""
+CHECKPOINT_NICENESS = 10
+"""How much lower than the server's the CPU priority of the checkpoint's copying thread is."""
+
+
+def _background_thread() -> int:
+    """Lower the calling thread's CPU priority by ``CHECKPOINT_NICENESS`` (Linux: the nice
+    value is per thread); returns its thread id, or 0 where that is not possible."""
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + CHECKPOINT_NICENESS
+        )
+    except (AttributeError, OSError):
+        return 0
+    return tid
 
 
 class WalCheckpointer:
@@ -183,16 +201,24 @@ class WalCheckpointer:
 
     Under sustained writes a PASSIVE checkpoint never catches up at the moment the next
     write transaction begins (frames committed during the checkpoint are left for the
-    next one), so the WAL is never restarted and grows without bound: ~66,000 frames
+    next one), so the WAL is never rewound and grows without bound: ~66,000 frames
     (~270 MB) after a 10 s peak and a 10 s latency run of bench/ (PROFILE.md, session
-    10). So once the WAL holds ``restart_frames`` frames, the checkpoint is a RESTART,
-    run between two of the writer's batches (``writer``: the write batcher, whose next
-    batch waits for it): it copies what is left and waits for readers to leave the WAL,
-    so that the next commit writes the WAL from its start again (the file keeps its
-    size: bounded, not shrunk). It waits at most ``WAL_RESTART_WAIT_MS`` for readers;
-    if they are not done by then it gives up for this round (busy) and a later one tries
-    again. Measured at peak with half this threshold: the next batch waited 15-32 ms
-    for it, every ~2 s (TRUNCATE, which also shrinks the file, held it 50-70 ms).
+    10). So once the WAL holds ``restart_frames`` frames, a second PASSIVE checkpoint
+    runs between two of the writer's batches (``writer``: the write batcher, whose next
+    batch waits for it). It copies only what was committed during the first one, so the
+    WAL is then wholly in the database file, and SQLite's next write transaction starts
+    the WAL from its beginning again (the file keeps its size: bounded, not shrunk) —
+    unless a reader still reads an older snapshot from the WAL, in which case a later
+    round rewinds it. The batches wait for that short catch-up only (a few ms, PROFILE.md,
+    session 14). A RESTART checkpoint there, which also fsyncs the database file under
+    the lock and waits for readers, held the next batch 15-45 ms every ~3 s at half load.
+
+    The first, long copy (~15,000 frames a second at half load: 20-25 ms) runs on a
+    connection of its own whose thread has a lower CPU priority (``CHECKPOINT_NICENESS``),
+    so that it uses the time the event loop leaves idle instead of taking its core from
+    it in one piece (a spike in the send latency every second, PROFILE.md, session 14).
+    That connection never goes back to the pool. The catch-up under the lock runs at the
+    server's own priority on a pooled connection, as it makes the writer wait.
     """
 
     writer: WriteBatcher | None = None
@@ -207,8 +233,11 @@ class WalCheckpointer:
         self._interval = interval
         self._restart_frames = restart_frames
         self._task: asyncio.Task[None] | None = None
+        self._copier: tuple[AsyncConnection, Any] | None = None
         self.checkpoints = 0
         self.restarts = 0
+        self.background_thread = 0
+        """The thread id of the copying connection (0: none yet, or not lowered)."""
 
     async def start(self) -> None:
         if self._engine.dialect.name == "sqlite" and self._task is None:
@@ -217,23 +246,53 @@ class WalCheckpointer:
     async def stop(self) -> None:
         await stop_task(self._task)
         self._task = None
+        await self._drop_copier()
+
+    async def _copying_driver(self) -> Any:
+        """The aiosqlite connection of the long copies, opened (and its thread's priority
+        lowered) on first use."""
+        if self._copier is None:
+            conn = await self._engine.connect()
+            try:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.create_function("rapport_background_thread", 0, _background_thread)
+                ((tid,),) = await driver.execute_fetchall("SELECT rapport_background_thread()")
+            except BaseException:
+                await conn.invalidate()
+                await conn.close()
+                raise
+            self.background_thread = int(tid)
+            self._copier = (conn, driver)
+        return self._copier[1]
+
+    async def _drop_copier(self) -> None:
+        """Close the copying connection; invalidated, so its thread never serves the pool."""
+        copier, self._copier = self._copier, None
+        if copier is not None:
+            with contextlib.suppress(Exception):
+                await copier[0].invalidate()
+                await copier[0].close()
 
     async def checkpoint(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint, then a RESTART if the WAL is long: (busy, WAL frames,
-        frames checkpointed) of the PASSIVE one."""
-        async with self._engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection  # aiosqlite, autocommit: no BEGIN around it
-            assert driver is not None
-            (row,) = await driver.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-            if row[1] >= self._restart_frames:
+        """One PASSIVE checkpoint, then, if the WAL is long, another between two batches:
+        (busy, WAL frames, frames checkpointed) of the first one."""
+        try:
+            copier = await self._copying_driver()
+            # autocommit (no BEGIN around it)
+            (row,) = await copier.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        except BaseException:
+            await self._drop_copier()  # a new connection next time
+            raise
+        if row[1] >= self._restart_frames:
+            async with self._engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver = raw.driver_connection  # aiosqlite, autocommit: no BEGIN around it
+                assert driver is not None
                 async with self.writer.idle() if self.writer else contextlib.nullcontext():
-                    await driver.execute_fetchall(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")
-                    try:
-                        (done,) = await driver.execute_fetchall("PRAGMA wal_checkpoint(RESTART)")
-                    finally:
-                        await driver.execute_fetchall(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                self.restarts += done[0] == 0
+                    (done,) = await driver.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            # All of it in the database file: the next write transaction rewinds it.
+            self.restarts += done[0] == 0 and done[1] == done[2]
         self.checkpoints += 1
         return int(row[0]), int(row[1]), int(row[2])
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from typing import Any
 
 import httpx
@@ -54,7 +56,7 @@ async def test_a_long_wal_is_restarted_between_batches_so_it_stops_growing(
     fresh_database_url: str,
 ) -> None:
     """Past ``restart_frames`` the checkpointer waits for the writer's current batch,
-    checkpoints with RESTART, and the next commit writes the WAL from its start."""
+    catches up with a second PASSIVE checkpoint, and the next commit writes the WAL from its start."""
     from rapport_server.db import WalCheckpointer
 
     clock = FakeClock()
@@ -75,7 +77,48 @@ async def test_a_long_wal_is_restarted_between_batches_so_it_stops_growing(
             assert long_wal > 1 and checkpointer.restarts == 1
             assert (await shop.send(cid, "n", "after")).status_code == 201
             busy, frames, done = await on_server(checkpointer.checkpoint())
-            # The commit after the RESTART wrote from the WAL's start: a few frames.
+            # The commit after the catch-up wrote from the WAL's start: a few frames.
             assert busy == 0 and 0 < frames < long_wal and frames == done
             inbox = (await ann.get("/v1/messages", params={"cid": cid})).json()["data"]
             assert [m["content"] for m in inbox][-2:] == ["m19", "after"]
+        await on_server(checkpointer.stop())
+
+
+def _thread_alive(tid: int) -> bool:
+    return os.path.exists(f"/proc/self/task/{tid}")
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread priorities")
+async def test_the_long_copy_runs_on_a_lower_priority_thread_that_never_serves_the_pool(
+    fresh_database_url: str,
+) -> None:
+    """The PASSIVE copy competes with the event loop for its core: it runs on a connection
+    whose thread has a raised nice value, held by the checkpointer, never a pooled one."""
+    from rapport_server.db import CHECKPOINT_NICENESS, WalCheckpointer, create_engine
+
+    engine = create_engine(fresh_database_url)
+    checkpointer = WalCheckpointer(engine)
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        await checkpointer.checkpoint()
+        tid = checkpointer.background_thread
+        assert tid and tid != threading.get_native_id()
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, own + CHECKPOINT_NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+        await checkpointer.checkpoint()  # the same connection again
+        assert checkpointer.background_thread == tid and checkpointer.checkpoints == 2
+        # Pooled connections keep the server's priority.
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            await driver.create_function("tid", 0, threading.get_native_id)
+            ((pooled,),) = await driver.execute_fetchall("SELECT tid()")
+        assert pooled != tid and os.getpriority(os.PRIO_PROCESS, pooled) == own
+        await checkpointer.stop()
+        for _ in range(100):  # closed, not checked in: its thread ends
+            if not _thread_alive(tid):
+                break
+            await asyncio.sleep(0.02)
+        assert not _thread_alive(tid)
+    finally:
+        await checkpointer.stop()
+        await engine.dispose()
