@@ -39,6 +39,9 @@ class Plan:
     """backend -> the broadcast size the issue sets a time goal for (run after ``fanout``)."""
     broadcasts: int
     limit_seconds: float
+    warmup: float = 1.0
+    """Seconds of an open-loop (latency) run at its rate before the measured ``seconds``:
+    not counted (new connections, first requests on each), its p99 noted."""
 
 
 FULL = Plan(
@@ -64,6 +67,7 @@ QUICK = Plan(
     fanout_goal={},
     broadcasts=2,
     limit_seconds=1,
+    warmup=0.5,
 )
 
 
@@ -128,7 +132,13 @@ def _per_link(rate: float, seconds: float, links: int) -> int:
 
 
 def presign_run(
-    ctx: Context, pop: Population, db_url: str, rate: float, name: str, batch: int = 0
+    ctx: Context,
+    pop: Population,
+    db_url: str,
+    rate: float,
+    name: str,
+    batch: int = 0,
+    extra_seconds: float = 0.0,
 ) -> Path:
     """Requests for a run at up to ``rate`` messages/s: single sends, or ``batch``
     messages per ``POST /v1/messages/batch``."""
@@ -138,7 +148,7 @@ def presign_run(
     asyncio.run(resync_chains(pop, db_url))
     run_http(pop, _refresh)
     path = ctx.workdir / f"{name}.tsv"
-    per_link = _per_link(rate, ctx.plan.seconds, len(pop.links))
+    per_link = _per_link(rate, ctx.plan.seconds + extra_seconds, len(pop.links))
     if batch:
         presign_batches(pop, per_link, batch, path)
     else:

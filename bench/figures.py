@@ -169,12 +169,13 @@ def batch_connections(links: int) -> int:
 def latency(
     ctx: Context, srv: servers.Server, pop: Population, db_url: str, rate: float, name: str
 ) -> load.LoadResult:
-    path = presign_run(ctx, pop, db_url, rate, name)
+    path = presign_run(ctx, pop, db_url, rate, name, extra_seconds=ctx.plan.warmup)
     res = load.fixed_rate(
         srv.url,
         path,
         rate=rate,
         seconds=ctx.plan.seconds,
+        warmup=ctx.plan.warmup,
         connections=ctx.plan.connections,
         cpu=ctx.load_cpu,
     )
@@ -195,6 +196,7 @@ def bare_latency(ctx: Context, rate: float) -> load.LoadResult:
             path,
             rate=rate,
             seconds=ctx.plan.seconds,
+            warmup=ctx.plan.warmup,
             connections=ctx.plan.connections,
             mode="any",
             cpu=ctx.load_cpu,
@@ -210,8 +212,10 @@ LATENCY_GOAL_MS = 20.0
 def latency_rows(
     ctx: Context, backend: str, res: load.LoadResult, ref: load.LoadResult, rate: float
 ) -> None:
+    warm = f" (its p99 {res.warmup_p99_ms:.1f} ms)" if res.warmup_p99_ms is not None else ""
     note = report.notes(
-        f"open loop at {rate:,.0f}/s (50% of peak), {ctx.plan.seconds:g} s",
+        f"open loop at {rate:,.0f}/s (50% of peak), {ctx.plan.seconds:g} s after a "
+        f"{ctx.plan.warmup:g} s warm-up at that rate that is not counted{warm}",
         res.steal_note,
         res.detail,
     )
@@ -232,7 +236,12 @@ def latency_rows(
             f"{res.p99_ms:.1f} ms",
             f"bare endpoint at same rate {ref.p99_ms:.1f} ms",
             res.p99_ms / ref.p99_ms if ref.p99_ms else None,
-            note=report.notes(ref.steal_note and f"bare endpoint's run: {ref.steal_note}"),
+            note=report.notes(
+                ref.steal_note and f"bare endpoint's run: {ref.steal_note}",
+                f"its warm-up's p99 {ref.warmup_p99_ms:.1f} ms"
+                if ref.warmup_p99_ms is not None
+                else "",
+            ),
         )
     )
     # The goal is absolute: the ratio is to 20 ms. A send is durable before its answer, so
@@ -362,7 +371,7 @@ def scale(
                 f"small-db p99 {small.latency.p99_ms:.1f} ms",
                 lat.p99_ms / small.latency.p99_ms if small.latency.p99_ms else None,
                 note=report.notes(
-                    f"same rate {small.rate50:,.0f}/s; p50 {lat.p50_ms:.1f} ms",
+                    f"same rate {small.rate50:,.0f}/s and warm-up; p50 {lat.p50_ms:.1f} ms",
                     lat.steal_note,
                     lat.detail,
                 ),

@@ -28,6 +28,8 @@ class LoadResult:
     p99_ms: float
     detail: str = ""
     steal: float | None = None
+    warmup_p99_ms: float | None = None
+    """Open loop: the p99 of the warm-up before the measured seconds (not counted)."""
     """Share of the machine's CPU time the hypervisor took for other guests during the
     run (``steal`` in /proc/stat); ``None`` where the kernel does not say."""
 
@@ -154,13 +156,22 @@ def fixed_rate(
     *,
     rate: float,
     seconds: float,
+    warmup: float = 0.0,
     connections: int,
     mode: str = "chain",
     cpu: int | None,
 ) -> LoadResult:
-    """Open-loop run at ``rate`` requests/s: latency measured from each request's due time."""
+    """Open-loop run at ``rate`` requests/s: latency measured from each request's due time,
+    after ``warmup`` seconds at that rate that are not counted."""
     return _loadgen(
-        url, requests, seconds=seconds, connections=connections, mode=mode, cpu=cpu, rate=rate
+        url,
+        requests,
+        seconds=seconds,
+        connections=connections,
+        mode=mode,
+        cpu=cpu,
+        rate=rate,
+        warmup=warmup,
     )
 
 
@@ -173,6 +184,7 @@ def _loadgen(
     mode: str,
     cpu: int | None,
     rate: float = 0.0,
+    warmup: float = 0.0,
 ) -> LoadResult:
     cmd = [
         sys.executable,
@@ -192,6 +204,8 @@ def _loadgen(
         str(rate),
         "--timeline",
         str(requests.with_suffix(".timeline")),
+        "--warmup",
+        str(warmup),
     ]
     times = cpu_times()
     out = _run(pinned(cmd, cpu), seconds + 120)
@@ -209,4 +223,5 @@ def _loadgen(
         data["p99_ms"],
         detail,
         steal,
+        data.get("warmup_p99_ms"),
     )

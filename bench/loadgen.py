@@ -2,7 +2,8 @@
 
 ``--rate R``: open loop — request *i* is due at ``start + i/R`` whatever happened before,
 and its latency is measured from that due time, so a stalled server shows up in the tail
-instead of silently slowing the load (no coordinated omission). Without ``--rate``:
+instead of silently slowing the load (no coordinated omission). ``--warmup W``: the first
+W seconds at that rate are sent and answered but not counted. Without ``--rate``:
 closed loop, each connection sends its next request when the previous one is answered
 (the fallback when wrk is not installed).
 
@@ -76,6 +77,8 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     dues: list[float] = field(default_factory=list)
+    warmup: list[float] = field(default_factory=list)
+    """Latencies of the warm-up's requests (not counted in ``latencies``)."""
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -108,8 +111,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return chain, reqs.queues[chain].popleft()
 
     def settle(chain: str | None, status: int, started: float) -> None:
-        tally.latencies.append(loop.time() - started)
-        tally.dues.append(started)
+        if started < measured:
+            tally.warmup.append(loop.time() - started)
+        else:
+            tally.latencies.append(loop.time() - started)
+            tally.dues.append(started)
         if 200 <= status < 300:
             tally.ok += 1
             if chain is not None and reqs.queues[chain]:
@@ -130,11 +136,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             pool.put_nowait((reader, writer))
         settle(chain, status, due)
 
-    start = loop.time() + 0.1
+    begin = loop.time() + 0.1
+    # Open loop: ``--warmup`` seconds at the rate first, answered but not counted.
+    start = measured = begin + (args.warmup if args.rate else 0.0)
     deadline = start + args.duration
     tasks: set[asyncio.Task[None]] = set()
     if args.rate:
-        total = int(args.rate * args.duration)
+        start = begin
+        total = int(args.rate * (args.warmup + args.duration))
         i = 0
         while i < total:
             now = loop.time()
@@ -166,7 +175,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         await asyncio.sleep(max(0.0, start - loop.time()))
         await asyncio.gather(*(worker() for _ in range(args.connections)))
-    elapsed = loop.time() - start
+    elapsed = loop.time() - measured
     while not pool.empty():
         _, writer = pool.get_nowait()
         writer.close()
@@ -180,8 +189,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "p50_ms": _percentile(tally.latencies, 50) * 1000,
         "p99_ms": _percentile(tally.latencies, 99) * 1000,
         "max_ms": max(tally.latencies, default=float("nan")) * 1000,
+        "warmup_p99_ms": _percentile(tally.warmup, 99) * 1000 if tally.warmup else None,
         "timeline": [
-            (due - start, latency) for due, latency in zip(tally.dues, tally.latencies, strict=True)
+            (due - measured, latency)
+            for due, latency in zip(tally.dues, tally.latencies, strict=True)
         ],
     }
 
@@ -194,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--mode", choices=("chain", "any"), default="chain")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0, help="open loop: seconds not counted, first"
+    )
     parser.add_argument(
         "--timeline", help="write each request's start offset (s) and latency (ms) here"
     )
