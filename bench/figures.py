@@ -237,6 +237,7 @@ def latency_rows(
             f"bare endpoint at same rate {ref.p99_ms:.1f} ms",
             res.p99_ms / ref.p99_ms if ref.p99_ms else None,
             note=report.notes(
+                f"slowest {res.max_ms:.1f} ms" if res.max_ms is not None else "",
                 ref.steal_note and f"bare endpoint's run: {ref.steal_note}",
                 f"its warm-up's p99 {ref.warmup_p99_ms:.1f} ms"
                 if ref.warmup_p99_ms is not None
@@ -372,6 +373,7 @@ def scale(
                 lat.p99_ms / small.latency.p99_ms if small.latency.p99_ms else None,
                 note=report.notes(
                     f"same rate {small.rate50:,.0f}/s and warm-up; p50 {lat.p50_ms:.1f} ms",
+                    f"slowest {lat.max_ms:.1f} ms" if lat.max_ms is not None else "",
                     lat.steal_note,
                     lat.detail,
                 ),

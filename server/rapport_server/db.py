@@ -171,9 +171,15 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
 WRITER_OPTION = "rapport_writer"
 CHECKPOINT_SECONDS = 1.0
-WAL_RESTART_FRAMES = 32768
-"""A WAL this long (~128 MiB of 4 KiB pages) is caught up between two batches, so that it
-is rewound (see below)."""
+WAL_RESTART_FRAMES = 131072
+"""A WAL this long (~512 MiB of 4 KiB pages) is caught up between two batches, so that it
+is rewound (see below). Only sustained writes reach it (a quieter WAL is rewound as soon
+as a PASSIVE checkpoint catches up): ~10 s of sends at half of peak here, so the batches
+wait for a catch-up that often rather than every ~2.5 s at 32,768 frames."""
+CATCH_UP_FRAMES = 256
+CATCH_UP_TRIES = 4
+"""Before the catch-up under the writer's lock, up to this many more PASSIVE copies run
+beside the writer, until one finds at most ``CATCH_UP_FRAMES`` new frames."""
 CHECKPOINT_NICENESS = 10
 """How much lower than the server's the CPU priority of the checkpoint's copying thread is."""
 
@@ -203,15 +209,17 @@ class WalCheckpointer:
     write transaction begins (frames committed during the checkpoint are left for the
     next one), so the WAL is never rewound and grows without bound: ~66,000 frames
     (~270 MB) after a 10 s peak and a 10 s latency run of bench/ (PROFILE.md, session
-    10). So once the WAL holds ``restart_frames`` frames, a second PASSIVE checkpoint
-    runs between two of the writer's batches (``writer``: the write batcher, whose next
-    batch waits for it). It copies only what was committed during the first one, so the
-    WAL is then wholly in the database file, and SQLite's next write transaction starts
-    the WAL from its beginning again (the file keeps its size: bounded, not shrunk) —
-    unless a reader still reads an older snapshot from the WAL, in which case a later
-    round rewinds it. The batches wait for that short catch-up only (a few ms, PROFILE.md,
-    session 14). A RESTART checkpoint there, which also fsyncs the database file under
-    the lock and waits for readers, held the next batch 15-45 ms every ~3 s at half load.
+    10). So once the WAL holds ``restart_frames`` frames, further PASSIVE copies run
+    beside the writer (``_approach``), each of what was committed during the one before,
+    until little is left; then a last one runs between two of the writer's batches
+    (``writer``: the write batcher, whose next batch waits for it). After it the WAL is
+    wholly in the database file, and SQLite's next write transaction starts the WAL from
+    its beginning again (the file keeps its size: bounded, not shrunk) — unless a reader
+    still reads an older snapshot from the WAL, in which case a later round rewinds it.
+    That last copy has a few hundred frames left but still takes 10-30 ms here (its syncs
+    of the WAL and the database file), which is why it is rare. (A RESTART checkpoint in
+    its place, which also waits for readers, held the next batch 15-45 ms after every
+    PASSIVE of 25 ms: PROFILE.md, session 14.)
 
     The first, long copy (~15,000 frames a second at half load: 20-25 ms) runs on a
     connection of its own whose thread has a lower CPU priority (``CHECKPOINT_NICENESS``),
@@ -285,6 +293,7 @@ class WalCheckpointer:
             await self._drop_copier()  # a new connection next time
             raise
         if row[1] >= self._restart_frames:
+            await self._approach(row[1])
             async with self._engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 driver = raw.driver_connection  # aiosqlite, autocommit: no BEGIN around it
@@ -295,6 +304,19 @@ class WalCheckpointer:
             self.restarts += done[0] == 0 and done[1] == done[2]
         self.checkpoints += 1
         return int(row[0]), int(row[1]), int(row[2])
+
+    async def _approach(self, frames: int) -> None:
+        """More PASSIVE copies (of the frames committed during the one before, at the
+        copier's priority) until one finds few new frames, so that the catch-up under the
+        writer's lock has little left to copy."""
+        copier = self._copier[1] if self._copier is not None else None
+        for _ in range(CATCH_UP_TRIES):
+            if copier is None:
+                return
+            (row,) = await copier.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            new, frames = row[1] - frames, row[1]
+            if new <= CATCH_UP_FRAMES:
+                return
 
     async def _run(self) -> None:
         while True:
