@@ -197,6 +197,17 @@ def _background_thread() -> int:
     return tid
 
 
+async def _approach(copier: Any, frames: int) -> None:
+    """More PASSIVE copies on ``copier`` (each of the frames committed during the one
+    before, ``frames`` the WAL's length at the last) until one finds few new frames, so
+    that the catch-up under the writer's lock has little left to copy."""
+    for _ in range(CATCH_UP_TRIES):
+        (row,) = await copier.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        new, frames = row[1] - frames, row[1]
+        if new <= CATCH_UP_FRAMES:
+            return
+
+
 class WalCheckpointer:
     """Checkpoints SQLite's WAL from its own connection, off the commit path.
 
@@ -285,15 +296,18 @@ class WalCheckpointer:
     async def checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE checkpoint, then, if the WAL is long, another between two batches:
         (busy, WAL frames, frames checkpointed) of the first one."""
+        long = False
         try:
             copier = await self._copying_driver()
             # autocommit (no BEGIN around it)
             (row,) = await copier.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+            long = row[1] >= self._restart_frames
+            if long:
+                await _approach(copier, row[1])
         except BaseException:
             await self._drop_copier()  # a new connection next time
             raise
-        if row[1] >= self._restart_frames:
-            await self._approach(row[1])
+        if long:
             async with self._engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 driver = raw.driver_connection  # aiosqlite, autocommit: no BEGIN around it
@@ -304,19 +318,6 @@ class WalCheckpointer:
             self.restarts += done[0] == 0 and done[1] == done[2]
         self.checkpoints += 1
         return int(row[0]), int(row[1]), int(row[2])
-
-    async def _approach(self, frames: int) -> None:
-        """More PASSIVE copies (of the frames committed during the one before, at the
-        copier's priority) until one finds few new frames, so that the catch-up under the
-        writer's lock has little left to copy."""
-        copier = self._copier[1] if self._copier is not None else None
-        for _ in range(CATCH_UP_TRIES):
-            if copier is None:
-                return
-            (row,) = await copier.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-            new, frames = row[1] - frames, row[1]
-            if new <= CATCH_UP_FRAMES:
-                return
 
     async def _run(self) -> None:
         while True:
