@@ -190,6 +190,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "p99_ms": _percentile(tally.latencies, 99) * 1000,
         "max_ms": max(tally.latencies, default=float("nan")) * 1000,
         "warmup_p99_ms": _percentile(tally.warmup, 99) * 1000 if tally.warmup else None,
+        "measured_at": time.time() - (loop.time() - measured),
         "timeline": [
             (due - measured, latency)
             for due, latency in zip(tally.dues, tally.latencies, strict=True)
@@ -209,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=float, default=0.0, help="open loop: seconds not counted, first"
     )
     parser.add_argument(
-        "--timeline", help="write each request's start offset (s) and latency (ms) here"
+        "--timeline",
+        help="write each counted request's due time (s from the measured start, given in "
+        "the first line) and latency (ms) here",
     )
     args = parser.parse_args(argv)
     started = time.time()
@@ -224,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.timeline:
         assert isinstance(timeline, list)
         with open(args.timeline, "w", encoding="utf-8") as f:
+            f.write(f"# offsets from {result['measured_at']:.3f} (Unix time)\n")
             f.writelines(f"{due:.6f}\t{latency * 1000:.3f}\n" for due, latency in timeline)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

@@ -170,7 +170,9 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
 
 WRITER_OPTION = "rapport_writer"
-CHECKPOINT_SECONDS = 1.0
+CHECKPOINT_SECONDS = 0.25
+"""A PASSIVE copy this often: a quarter of what one a second copied and synced at once,
+each interfering less with the commits beside it (PROFILE.md, session 14)."""
 WAL_RESTART_FRAMES = 131072
 """A WAL this long (~512 MiB of 4 KiB pages) is caught up between two batches, so that it
 is rewound (see below). Only sustained writes reach it (a quieter WAL is rewound as soon
@@ -232,7 +234,7 @@ class WalCheckpointer:
     its place, which also waits for readers, held the next batch 15-45 ms after every
     PASSIVE of 25 ms: PROFILE.md, session 14.)
 
-    The first, long copy (~15,000 frames a second at half load: 20-25 ms) runs on a
+    The copy (~15,000 frames a second at half load: 20-25 ms of CPU) runs on a
     connection of its own whose thread has a lower CPU priority (``CHECKPOINT_NICENESS``),
     so that it uses the time the event loop leaves idle instead of taking its core from
     it in one piece (a spike in the send latency every second, PROFILE.md, session 14).
