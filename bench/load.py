@@ -28,12 +28,12 @@ class LoadResult:
     p99_ms: float
     detail: str = ""
     steal: float | None = None
-    warmup_p99_ms: float | None = None
-    max_ms: float | None = None
-    """Open loop: the slowest counted request."""
-    """Open loop: the p99 of the warm-up before the measured seconds (not counted)."""
     """Share of the machine's CPU time the hypervisor took for other guests during the
     run (``steal`` in /proc/stat); ``None`` where the kernel does not say."""
+    warmup_p99_ms: float | None = None
+    """Open loop: the p99 of the warm-up before the measured seconds (not counted)."""
+    max_ms: float | None = None
+    """Open loop: the slowest counted request."""
 
     @property
     def rate(self) -> float:

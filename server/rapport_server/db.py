@@ -296,8 +296,8 @@ class WalCheckpointer:
                 await copier[0].close()
 
     async def checkpoint(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint, then, if the WAL is long, another between two batches:
-        (busy, WAL frames, frames checkpointed) of the first one."""
+        """One PASSIVE checkpoint; if the WAL is long, more beside the writer and a last
+        one between two batches: (busy, WAL frames, frames checkpointed) of the first."""
         long = False
         try:
             copier = await self._copying_driver()

@@ -55,8 +55,9 @@ async def test_commits_do_not_checkpoint_and_the_checkpointer_catches_up(
 async def test_a_long_wal_is_restarted_between_batches_so_it_stops_growing(
     fresh_database_url: str,
 ) -> None:
-    """Past ``restart_frames`` the checkpointer waits for the writer's current batch,
-    catches up with a second PASSIVE checkpoint, and the next commit writes the WAL from its start."""
+    """Past ``restart_frames`` the checkpointer copies again, waits for the writer's
+    current batch, catches up with a last PASSIVE checkpoint, and the next commit writes
+    the WAL from its start."""
     from rapport_server.db import WalCheckpointer
 
     clock = FakeClock()
