@@ -172,9 +172,10 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("party_id", "seq"),
         Index("ix_events_party_kind_seq", "party_id", "kind", "seq"),
-        # A connection's messages from its log entries (sever with data "delete"); log
-        # numbers only grow, so each insert lands on the index's last page.
-        Index("ix_events_log_seq", "log_seq"),
+        # One connection's items in a party's stream (the inbox filtered to a cid) and a
+        # connection's messages in either inbox (sever with data "delete"): without it the
+        # filtered inbox walked all of the party's messages (migration 0010).
+        Index("ix_events_party_cid_kind_seq", "party_id", "cid", "kind", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
