@@ -75,7 +75,7 @@ async def plan_of_inbox(engine: AsyncEngine, cid: str | None) -> tuple[str, int]
             )
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    (statement, params), *_ = issued
+    [(statement, params)] = issued  # the page is one statement
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
     async with engine.connect() as conn:
         result = await conn.exec_driver_sql(explain + statement, params)
