@@ -81,6 +81,8 @@ class Small:
     rate50: float = 0.0
     list_ms: float | None = None
     """Median time of a page of the busiest sender's connections."""
+    inbox_ms: float | None = None
+    """Time of a page of its inbox filtered to one connection."""
 
 
 @dataclass

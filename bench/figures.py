@@ -111,6 +111,64 @@ def list_page_ms(url: str, link: Link, pages: int = LIST_PAGES) -> float:
     return statistics.median(took)
 
 
+INBOX_PAGES = 20
+
+
+def seeded_cids(start: int, count: int, n: int = INBOX_PAGES) -> list[str]:
+    """``n`` cids spread over seeded clones ``start`` … ``start + count - 1``
+    (as :mod:`bench.seed` names them)."""
+    step = max(1, count // n)
+    return [f"f{i:031x}" for i in range(start, start + count, step)][:n]
+
+
+@dataclass(frozen=True)
+class InboxPages:
+    one_ms: float
+    """Median time of a page of one connection's inbox."""
+    all_ms: float
+    """Median time of a page of the whole inbox, following the cursor."""
+    cids: int
+    held: int
+    """Messages in the one-connection pages (one each, for a seeded connection)."""
+
+
+def inbox_pages(url: str, link: Link, cids: list[str], pages: int = INBOX_PAGES) -> InboxPages:
+    """Pages of ``link``'s sender's inbox: filtered to each of ``cids`` (50 a page, the
+    first page), then unfiltered, following the cursor for ``pages`` pages. The figure
+    that would grow with the inbox if the filtered page scanned it (it did, before
+    ``events (party_id, cid, kind, seq)``)."""
+    import httpx
+
+    one: list[float] = []
+    whole: list[float] = []
+    seen = 0
+    headers = {"Authorization": f"Bearer {link.sender.token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        http.get("/v1/messages", params={"limit": "1"}).raise_for_status()  # warm
+        for cid in cids:
+            began = time.perf_counter()
+            r = http.get("/v1/messages", params={"limit": "50", "cid": cid})
+            one.append((time.perf_counter() - began) * 1000)
+            r.raise_for_status()
+            seen += len(r.json()["data"])
+        cursor: str | None = None
+        for _ in range(pages):
+            params = {"limit": "50", **({"cursor": cursor} if cursor else {})}
+            began = time.perf_counter()
+            r = http.get("/v1/messages", params=params)
+            whole.append((time.perf_counter() - began) * 1000)
+            r.raise_for_status()
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+    return InboxPages(
+        statistics.median(one) if one else 0.0,
+        statistics.median(whole) if whole else 0.0,
+        len(cids),
+        seen,
+    )
+
+
 def send_rows(
     ctx: Context,
     backend: str,
@@ -266,11 +324,12 @@ async def _seed(
     jobs: list[tuple[seed.Template, int, int, int]],
     *,
     bulk: bool = False,
+    replies: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict[str, int]:
     """Run clone jobs (template, start, count, messages) in one transaction; or, with
     ``bulk`` on PostgreSQL (no server may use the database meanwhile), each with
-    :func:`seed.bulk_clone`."""
+    :func:`seed.bulk_clone`. ``replies``: see :mod:`bench.seed`."""
     from rapport_server.db import create_engine, writer_engine
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -291,6 +350,7 @@ async def _seed(
                         messages=messages,
                         message_object=obj,
                         payload=payload,
+                        replies=replies,
                     )
         if bulk and not sqlite:
             for template, start, count, messages in jobs:
@@ -302,6 +362,7 @@ async def _seed(
                     messages=messages,
                     message_object=obj,
                     payload=payload,
+                    replies=replies,
                     log=log,
                 )
         async with writer_engine(engine).begin() as conn:
@@ -334,6 +395,7 @@ def scale(
             db_url,
             [(_template(pop.links[0]), start, conns, per)],
             bulk=True,
+            replies=True,
             log=lambda m: ctx.log(f"seed[{backend}]: {m}"),
         )
     )
@@ -346,6 +408,7 @@ def scale(
     with start_server() as srv:
         res, cpu = send_peak(ctx, backend, srv, pop, db_url, "scale")
         list_ms = list_page_ms(srv.url, pop.links[0])
+        inbox = inbox_pages(srv.url, pop.links[0], seeded_cids(start, conns))
         lat = (
             latency(ctx, srv, pop, db_url, small.rate50, f"{backend}-scale-lat")
             if small.latency
@@ -391,6 +454,28 @@ def scale(
                 f"following the cursor, for the sender of the seeded connections",
             )
         )
+    ctx.rows.append(
+        Row(
+            "scale: a page of one connection's inbox",
+            backend,
+            f"{inbox.one_ms:.1f} ms",
+            f"whole-inbox page {inbox.all_ms:.1f} ms",
+            inbox.one_ms / inbox.all_ms if inbox.all_ms else None,
+            note=report.notes(
+                f"GET /v1/messages?cid=…, median over {inbox.cids} seeded connections, "
+                f"for their business, whose inbox holds a seeded reply from each of its "
+                f"{conns:,} seeded connections",
+                "each page held its one message"
+                if inbox.held == inbox.cids
+                else f"{inbox.held} messages in {inbox.cids} pages (expected one each)",
+                f"reference: its whole inbox, 50 a page, median of {INBOX_PAGES} pages "
+                "following the cursor, same run",
+                f"small-db one-connection page {small.inbox_ms:.1f} ms"
+                if small.inbox_ms is not None
+                else "",
+            ),
+        )
+    )
     ctx.rows.append(
         Row(
             "scale: server RSS",
@@ -611,6 +696,7 @@ def run_backend(ctx: Context, backend: str) -> None:
                 small = Small(peak, rss=srv.rss(), rate50=peak.rate / 2)
                 if ctx.wants("scale"):
                     small.list_ms = list_page_ms(srv.url, pop.links[0])
+                    small.inbox_ms = inbox_pages(srv.url, pop.links[0], [pop.links[0].cid]).one_ms
                 if ctx.wants("send", "scale"):
                     send_rows(ctx, backend, peak, cpu)
                 if ctx.wants("send") and ctx.tool == "wrk":  # loadgen counts requests only

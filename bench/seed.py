@@ -10,6 +10,10 @@ inbox events.
 Clones are realistic for the server's queries and indexes (same row shapes and sizes,
 same index keys), but their logs are not signed by their seeded parties: a seeded
 connection cannot be verified offline or written to by its seeded person.
+
+With ``replies``, each clone's last message is its person's, to the business: the
+template's business then holds an inbox of one message per clone, spread over all of
+them (what a page of one connection's inbox is measured on at scale).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Template:
     person_did: str
 
 
-def _sql(dialect: str) -> dict[str, str]:
+def _sql(dialect: str, replies: bool = False) -> dict[str, str]:
     if dialect == "postgresql":
         series = "SELECT generate_series(CAST(:start AS bigint), CAST(:stop AS bigint)) AS i"
         per = "SELECT generate_series(1, CAST(:per AS integer)) AS j"
@@ -61,10 +65,17 @@ def _sql(dialect: str) -> dict[str, str]:
         prefix = "WITH RECURSIVE "
         now, count, after, upto = ":now", ":per", ":after", ":upto"
         tdid, obj, payload = ":tdid", ":object", ":payload"
+    # With replies, message number ``per`` of a clone is its person's, and its event goes
+    # to the business, numbered above the business's stream (``:base`` + the log's seq:
+    # unique and in the log's order; the stream may have gaps, as after a sever).
+    reply = f"k.j = {count}" if replies else "1 = 0"
+    is_reply = "l.sender_id = c.acceptor_id" if replies else "1 = 0"
+    base = "CAST(:base AS bigint)" if dialect == "postgresql" else ":base"
+    received = f"{count} - 1" if replies else count
     return {
         "parties": f"""{prefix} n(i) AS ({series})
             INSERT INTO parties (id, kind, did, display_name, created_at, event_seq)
-            SELECT {pid}, 'person', {did}, 'Seeded person', {now}, {count} FROM n""",
+            SELECT {pid}, 'person', {did}, 'Seeded person', {now}, {received} FROM n""",
         "connections": f"""{prefix} n(i) AS ({series})
             INSERT INTO connections (cid, invitation_id, inviter_id, acceptor_id, status,
                 state, version, created_at, updated_at, data_instruction)
@@ -83,12 +94,19 @@ def _sql(dialect: str) -> dict[str, str]:
         "log": f"""{prefix} n(i) AS ({series}), k(j) AS ({per})
             INSERT INTO log_entries (cid, object_id, type, sender_id, object, payload,
                 received_at)
-            SELECT {cid}, {oid}, 'message', c.inviter_id, {obj}, {payload}, {now}
+            SELECT {cid}, {oid}, 'message',
+                CASE WHEN {reply} THEN {pid} ELSE c.inviter_id END, {obj}, {payload}, {now}
             FROM n, k, connections c WHERE c.cid = :tcid""",
         "events": f"""INSERT INTO events (party_id, seq, cid, kind, log_seq, created_at)
-            SELECT c.acceptor_id, {seq_of}, l.cid, 'message', l.seq, {now}
+            SELECT CASE WHEN {is_reply} THEN c.inviter_id ELSE c.acceptor_id END,
+                CASE WHEN {is_reply} THEN {base} + l.seq ELSE {seq_of} END,
+                l.cid, 'message', l.seq, {now}
             FROM log_entries l JOIN connections c ON c.cid = l.cid
             WHERE l.seq > {after} AND l.seq <= {upto}""",
+        # After the events: the business's stream goes on above its seeded replies.
+        "stream": """UPDATE parties SET event_seq = (
+                SELECT max(e.seq) FROM events e WHERE e.party_id = parties.id)
+            WHERE id = (SELECT inviter_id FROM connections WHERE cid = :tcid)""",
     }
 
 
@@ -101,15 +119,18 @@ async def clone(
     messages: int,
     message_object: str,
     payload: str,
+    replies: bool = False,
 ) -> None:
     """Clone ``template`` as connections number ``start`` … ``start + count - 1``.
 
-    Each clone gets ``messages`` messages from the template's inviter (with inbox events).
+    Each clone gets ``messages`` messages from the template's inviter (with inbox events);
+    with ``replies``, the last of them is from its person to the inviter instead.
     Numbers must not overlap between calls on one database.
     """
     if count <= 0:
         return
     after = await _top_seq(conn)
+    base = await _inviter_stream(conn, template)
     await _clone_rows(
         conn,
         template,
@@ -118,9 +139,30 @@ async def clone(
         messages=messages,
         message_object=message_object,
         payload=payload,
+        replies=replies,
     )
     if messages:
-        await _clone_events(conn, after, await _top_seq(conn))
+        await _clone_events(conn, after, await _top_seq(conn), replies=replies, base=base)
+        if replies:
+            await _continue_stream(conn, template)
+
+
+async def _inviter_stream(conn: AsyncConnection, template: Template) -> int:
+    """The template inviter's last event number."""
+    found = await conn.execute(
+        text(
+            "SELECT p.event_seq FROM parties p JOIN connections c ON c.inviter_id = p.id "
+            "WHERE c.cid = :tcid"
+        ),
+        {"tcid": template.cid},
+    )
+    return int(found.scalar_one())
+
+
+async def _continue_stream(conn: AsyncConnection, template: Template) -> None:
+    """Move the inviter's event counter past the seeded replies' numbers."""
+    sql = _sql(conn.dialect.name, replies=True)
+    await conn.execute(text(sql["stream"]), {"tcid": template.cid})
 
 
 async def _top_seq(conn: AsyncConnection) -> int:
@@ -138,9 +180,10 @@ async def _clone_rows(
     messages: int,
     message_object: str,
     payload: str,
+    replies: bool = False,
 ) -> None:
     """Parties, connections, grants and log entries of clones ``start`` … (no events)."""
-    sql = _sql(conn.dialect.name)
+    sql = _sql(conn.dialect.name, replies)
     params = {
         "start": start,
         "stop": start + count - 1,
@@ -159,10 +202,14 @@ async def _clone_rows(
         )
 
 
-async def _clone_events(conn: AsyncConnection, after: int, upto: int) -> None:
-    """Inbox events of the seeded log entries with ``after < seq <= upto``."""
-    sql = _sql(conn.dialect.name)
-    await conn.execute(text(sql["events"]), {"now": int(time.time()), "after": after, "upto": upto})
+async def _clone_events(
+    conn: AsyncConnection, after: int, upto: int, *, replies: bool = False, base: int = 0
+) -> None:
+    """Inbox events of the seeded log entries with ``after < seq <= upto`` (a reply's
+    numbered ``base`` + its log seq in its inviter's stream)."""
+    sql = _sql(conn.dialect.name, replies)
+    params = {"now": int(time.time()), "after": after, "upto": upto, "base": base}
+    await conn.execute(text(sql["events"]), params)
 
 
 SEEDED_TABLES = ("parties", "connections", "active_grants", "log_entries", "events")
@@ -207,6 +254,7 @@ async def bulk_clone(
     messages: int,
     message_object: str,
     payload: str,
+    replies: bool = False,
     sessions: int = 2,
     log: Callable[[str], None] = lambda _: None,
 ) -> None:
@@ -240,6 +288,7 @@ async def bulk_clone(
     async with engine.begin() as conn:
         found = (await conn.execute(text(_PG_SECONDARY), {"tables": list(SEEDED_TABLES)})).all()
         after = await _top_seq(conn)
+        base = await _inviter_stream(conn, template)
         for kind, name, table, _ in found:
             if kind == "index":
                 await conn.execute(text(f'DROP INDEX "{name}"'))
@@ -256,11 +305,12 @@ async def bulk_clone(
                 messages=messages,
                 message_object=message_object,
                 payload=payload,
+                replies=replies,
             )
 
     async def events(low: int, high: int) -> None:
         async with engine.begin() as conn:
-            await _clone_events(await _seed_session(conn), low, high)
+            await _clone_events(await _seed_session(conn), low, high, replies=replies, base=base)
 
     await asyncio.gather(*(rows(first, n) for first, n in _split(start, count, sessions)))
     loaded = time.monotonic()
@@ -297,6 +347,9 @@ async def bulk_clone(
         [[f'ALTER TABLE "{t}" VALIDATE CONSTRAINT "{n}"'] for _, n, t, _ in foreign],
         sessions,
     )
+    if messages and replies:
+        async with engine.begin() as conn:
+            await _continue_stream(conn, template)
     log(
         f"rows {loaded - began:.0f} s, events {evented - loaded:.0f} s, "
         f"indexes {indexed - evented:.0f} s, foreign keys {time.monotonic() - indexed:.0f} s"

@@ -9,7 +9,8 @@ from rapport_server.db import create_engine, writer_engine
 from sqlalchemy import text
 
 from bench import seed
-from tests.helpers import Actor, FakeClock, connect, live_server
+from bench.figures import seeded_cids
+from tests.helpers import Actor, FakeClock, connect, free_port, live_server
 
 
 async def test_cloned_connections_are_readable_through_the_api(fresh_database_url: str) -> None:
@@ -82,3 +83,82 @@ def test_rows_judge_their_goal(ratio: float, goal: str, verdict: str) -> None:
     from bench.report import Row
 
     assert Row("x", "sqlite", "1", "2", ratio, goal).verdict == verdict
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["clone", "bulk_clone"])
+async def test_seeded_replies_fill_the_business_inbox_and_its_stream_goes_on(
+    fresh_database_url: str, bulk: bool
+) -> None:
+    """With ``replies`` each clone's last message is its person's: one inbox item per
+    seeded connection for the business, found by the one-connection page, and the
+    business's next event is numbered above them (no unique-key clash)."""
+    if bulk and not fresh_database_url.startswith("postgresql"):
+        pytest.skip("bulk_clone is PostgreSQL's")
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    clock = FakeClock()
+    port = free_port()
+    async with httpx.AsyncClient() as http:
+        async with live_server(fresh_database_url, clock, port=port) as base:
+            business = Actor(http=http, clock=clock, base_url=base)
+            person = Actor(http=http, clock=clock, base_url=base)
+            await business.register("business", "Shop")
+            await person.register("person", "Ann")
+            cid = await connect(
+                business,
+                person,
+                person_grants=[{"scope": "message", "topic": "orders"}],
+                business_grants=[{"scope": "message", "topic": "replies"}],
+            )
+            assert (await business.send(cid, "orders", "first")).status_code == 201
+        # No server while the bulk seed drops and rebuilds the indexes.
+        engine = (
+            create_async_engine(fresh_database_url) if bulk else create_engine(fresh_database_url)
+        )
+        template = seed.Template(cid, person.party_id, person.did)
+        try:
+            async with writer_engine(engine).begin() as conn:
+                obj, payload = await seed.sample_message(conn)
+            job = {
+                "start": 11,
+                "count": 4,
+                "messages": 3,
+                "message_object": obj,
+                "payload": payload,
+                "replies": True,
+            }
+            if bulk:
+                await seed.bulk_clone(engine, template, **job)  # type: ignore[arg-type]
+            else:
+                async with writer_engine(engine).begin() as conn:
+                    await seed.clone(conn, template, **job)  # type: ignore[arg-type]
+            async with engine.connect() as conn:
+                people = (
+                    await conn.execute(
+                        text(
+                            "SELECT e.party_id, e.seq, p.event_seq FROM events e "
+                            "JOIN parties p ON p.id = e.party_id "
+                            "WHERE e.party_id LIKE 'seed-%' ORDER BY e.party_id, e.seq"
+                        )
+                    )
+                ).all()
+        finally:
+            await engine.dispose()
+        # Each seeded person received messages 1 and 2; the third was its own reply.
+        assert {(r.seq, r.event_seq) for r in people} == {(1, 2), (2, 2)}
+        assert len(people) == 8
+        async with live_server(fresh_database_url, clock, port=port):
+            # The bench's names for the seeded cids are the seed's.
+            seeded = seeded_cids(11, 4, n=4)
+            inbox = (await business.get("/v1/messages", params={"limit": "50"})).json()
+            assert [m["cid"] for m in inbox["data"]] == seeded
+            for clone_cid in seeded:
+                one = await business.get("/v1/messages", params={"cid": clone_cid})
+                assert one.status_code == 200, one.text
+                assert [m["cid"] for m in one.json()["data"]] == [clone_cid]
+            # The real person replies; the business's stream goes on above the seeded ones.
+            r = await person.send(cid, "replies", "thanks")
+            assert r.status_code == 201, r.text
+            after = (await business.get("/v1/messages", params={"limit": "50"})).json()["data"]
+            assert [m["cid"] for m in after] == [m["cid"] for m in inbox["data"]] + [cid]
+            assert after[-1]["id"] > max(m["id"] for m in inbox["data"])
