@@ -259,6 +259,9 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
         # An endpoint's deliveries in id order (its delivery log's pages; migration 0007).
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        # An event's deliveries: erased with it by a sever's "delete", and the foreign
+        # key's own check when events are deleted (migration 0011).
+        Index("ix_webhook_deliveries_event_id", "event_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -7,7 +7,7 @@ the backend (SQLite or PostgreSQL, whichever the suite runs on) how it would run
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 PARTY = "b" * 36
 CONNECTIONS = 400
 MESSAGES = 20_000
+ENDPOINTS = 2_000
 
 
 @pytest.fixture
@@ -46,6 +47,29 @@ async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
                 f"VALUES ('{PARTY}', :seq, :cid, 'message', :log, 0)"
             ),
             rows,
+        )
+        # Every message delivered to one of the party's webhook endpoints (many of them,
+        # or SQLite's statistics let it skip-scan the (endpoint_id, event_id) key).
+        await conn.execute(
+            text(
+                "INSERT INTO parties (id, kind, did, display_name, created_at) "
+                f"VALUES ('{PARTY}', 'business', 'did:key:zPlan', 'Plan', 0)"
+            )
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, party_id, url, secret, status, cursor, "
+                f"created_at) VALUES (:id, '{PARTY}', 'https://h.example/', 's', 'enabled', "
+                "0, 0)"
+            ),
+            [{"id": f"e{n}"} for n in range(ENDPOINTS)],
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_deliveries (endpoint_id, event_id, status, attempts, "
+                f"next_attempt_at, created_at) SELECT 'e' || (id % {ENDPOINTS}), id, "
+                "'delivered', 1, 0, 0 FROM events"
+            )
         )
         await conn.execute(text("ANALYZE"))
     try:
@@ -100,3 +124,105 @@ async def test_the_whole_inbox_pages_in_sequence_order(engine: AsyncEngine) -> N
         assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in seq order
     else:
         assert "Sort" not in plan, plan
+
+
+async def test_every_statement_of_a_sever_that_deletes_seeks_by_an_index(
+    engine: AsyncEngine,
+) -> None:
+    """The sever's own writes (grants, held messages, the payloads and both inboxes of that
+    connection) each find their rows through an index: a sever costs what the connection
+    holds, not what the database holds. PostgreSQL is asked with sequential scans priced
+    out, and only for the tables that hold rows here (events, their deliveries, the log):
+    on an empty table any index serves as well as another, and it picks among them
+    without regard to the statement's key."""
+    from types import SimpleNamespace
+
+    from rapport_protocol.types import SeverBody
+    from rapport_server.connections.service import _sever_effects
+    from rapport_server.tables import Connection
+
+    cid = f"{7:032x}"
+    row = Connection(cid=cid, inviter_id=PARTY, acceptor_id="p" * 36)
+    sever = SimpleNamespace(body=SeverBody(data="delete"))
+    issued: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        issued.append((statement, params))
+
+    async with sessionmaker(engine)() as session:
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            await _sever_effects(
+                session,
+                row,
+                Subject(PARTY, "did:key:z", "business"),
+                row.acceptor_id,
+                sever,  # type: ignore[arg-type]
+            )
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+        await session.rollback()
+    writes = [(s, p) for s, p in issued if s.lstrip().split()[0] in ("DELETE", "UPDATE")]
+    tables = {_table_of(s) for s, _ in writes}
+    assert tables == {
+        "active_grants",
+        "held_messages",
+        "connections",
+        "log_entries",
+        "webhook_deliveries",
+        "events",
+    }
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as conn:
+        if not sqlite:
+            for kind in ("seqscan", "hashjoin", "mergejoin"):
+                await conn.exec_driver_sql(f"SET enable_{kind} = off")
+        for statement, params in writes:
+            if sqlite:
+                result = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+                plan = [" ".join(str(v) for v in r) for r in result.all()]
+                # SEARCH is a seek; SCAN (even USING an index) reads all of a table, and a
+                # skip-scan (ANY(column)) seeks once for each value of a leading column.
+                whole = [line for line in plan if " SCAN " in f" {line} " or "ANY(" in line]
+                assert not whole, (statement, plan)
+            elif _table_of(statement) in ("events", "webhook_deliveries", "log_entries"):
+                result = await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params)
+                leading = {
+                    name: column
+                    for name, column in (
+                        await conn.exec_driver_sql(
+                            "SELECT i.indexrelid::regclass::text, a.attname FROM pg_index i "
+                            "JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                            "AND a.attnum = i.indkey[0]"
+                        )
+                    ).all()
+                }
+                tree = result.scalar_one()[0]["Plan"]
+                unbounded = list(_whole_reads(tree, leading))
+                assert not unbounded, (statement, unbounded)
+
+
+def _table_of(statement: str) -> str:
+    """The table a DELETE or UPDATE writes."""
+    words = statement.split()
+    return words[2] if words[0] == "DELETE" else words[1]
+
+
+def _whole_reads(node: dict[str, Any], leading: dict[str, str]) -> Iterator[str]:
+    """PostgreSQL plan nodes that read a whole table or index: a scan of a relation with
+    no index condition (a sequential scan, or an index walked end to end under a filter),
+    or an index condition that leaves the index's first column free (``leading``: each
+    index's first column), which PostgreSQL also answers by reading all of the index."""
+    name = node.get("Index Name")
+    cond = node.get("Index Cond")
+    scan = "Relation Name" in node and node["Node Type"] != "ModifyTable"
+    if scan and cond is None and "Recheck Cond" not in node:
+        yield f"{node['Node Type']} on {node['Relation Name']}"
+    if node["Node Type"] == "Bitmap Index Scan" and cond is None:
+        yield f"Bitmap Index Scan {name}"
+    if name is not None and cond is not None:
+        column = leading[name]
+        if f"({column} " not in cond and f"({column})" not in cond:
+            yield f"{node['Node Type']} {name} on {cond} (its first column is {column})"
+    for child in node.get("Plans", []):
+        yield from _whole_reads(child, leading)

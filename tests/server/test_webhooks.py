@@ -438,3 +438,32 @@ async def test_webhook_endpoints_are_private_to_their_owner(
     assert endpoint["id"] not in [e["id"] for e in listed]
     mine = (await person.get("/v1/webhook-endpoints")).json()["data"]
     assert [e["id"] for e in mine] == [endpoint["id"]] and mine[0]["secret"] is None
+
+
+async def test_a_sever_that_deletes_takes_the_messages_webhook_deliveries_with_them(
+    business: Actor, person: Actor
+) -> None:
+    """Erasing a connection's messages erases their deliveries (a delivered one's record
+    and a pending one, which would otherwise carry the erased message out later); the
+    endpoint's other deliveries stay."""
+    from rapport_protocol import MessageType as M
+
+    async with WebhookReceiver() as receiver:
+        endpoint = await register_endpoint(person, receiver.url, types=["message"])
+        grants = [{"scope": "message", "topic": "news"}]
+        cid = await connect(business, person, person_grants=grants)
+        kept = await connect(business, person, person_grants=grants)
+        for on in (cid, cid, kept):
+            assert (await business.send(on, "news", "secret")).status_code == 201
+        await receiver.wait_for(lambda: len(receiver.ok()) >= 3)
+        path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
+        before = (await person.get(path)).json()["data"]
+        assert len(before) == 3
+        r = await person.act(
+            "POST", f"/v1/connections/{cid}/sever", M.SEVER, {"data": "delete"}, cid
+        )
+        assert r.status_code == 200, r.text
+        inbox = (await person.get("/v1/messages")).json()["data"]
+        assert [m["cid"] for m in inbox] == [kept]
+        after = (await person.get(path)).json()["data"]
+        assert [d["event_id"] for d in after] == [inbox[0]["id"]]

@@ -15,14 +15,22 @@ from rapport_protocol.decision import Allowed, refusal_error
 from rapport_protocol.envelope import SignedObject
 from rapport_protocol.state import apply_decided
 from rapport_protocol.types import MuteBody, SeverBody
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain import NotFound, SenderMismatch, Subject, TypeMismatch
 from ..protocol_errors import to_problem
-from ..tables import ActiveGrant, Block, Connection, Event, HeldMessage, LogEntry
+from ..tables import (
+    ActiveGrant,
+    Block,
+    Connection,
+    Event,
+    HeldMessage,
+    LogEntry,
+    WebhookDelivery,
+)
 from ..writes import UnitContext
 from . import repository as repo
 
@@ -185,15 +193,22 @@ async def _sever_effects(
         await session.execute(update(LogEntry).where(LogEntry.cid == row.cid).values(payload=None))
         # The connection's messages in either inbox (ix_events_party_cid_kind_seq, once
         # for each side): a filter on events.cid alone was a scan of every party's
-        # events, ~0.3 s a sever at 5 million (PROFILE.md, session 12).
-        await session.execute(
-            delete(Event).where(
-                Event.party_id.in_((row.inviter_id, row.acceptor_id)),
-                Event.cid == row.cid,
-                Event.kind == "message",
-            ),
-            execution_options={"synchronize_session": False},  # no RETURNING of every id
+        # events, ~0.3 s a sever at 5 million (PROFILE.md, session 12). Their webhook
+        # deliveries go first (ix_webhook_deliveries_event_id): a pending one would
+        # carry the erased message out later, and any one held the event by its key.
+        messages = (
+            Event.party_id.in_((row.inviter_id, row.acceptor_id)),
+            Event.cid == row.cid,
+            Event.kind == "message",
         )
+        no_sync = {"synchronize_session": False}  # no RETURNING of every id
+        await session.execute(
+            delete(WebhookDelivery).where(
+                WebhookDelivery.event_id.in_(select(Event.id).where(*messages))
+            ),
+            execution_options=no_sync,
+        )
+        await session.execute(delete(Event).where(*messages), execution_options=no_sync)
     if body.block_reinvite:
         await upsert_block(session, subject.party_id, other, obj.created_time)
 
