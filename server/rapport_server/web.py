@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import structlog
 from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from rapport_protocol import envelope, errors, strict_json
 from rapport_protocol.envelope import SignedObject
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .domain import Conflict, DomainError, Subject, Unauthenticated
@@ -29,6 +31,7 @@ from .tables import IdempotencyRecord
 from .writes import UnitContext
 
 M = TypeVar("M", bound=BaseModel)
+log = structlog.get_logger(__name__)
 
 
 async def services(request: Request) -> Services:
@@ -42,9 +45,22 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 async def session(svc: ServicesDep) -> AsyncIterator[AsyncSession]:
-    """A read session. Writes never use it: they go through the write batcher."""
-    async with svc.sessionmaker() as s:
+    """A read session. Writes never use it: they go through the write batcher.
+
+    It is closed after the answer has begun: a connection that breaks then (the database
+    reset or gone) must not cut off a finished answer, so that failure is logged and the
+    connection discarded instead of raised. A failure during the read still raises (and
+    answers 503)."""
+    s = svc.sessionmaker()
+    try:
         yield s
+    finally:
+        try:
+            await s.close()
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            log.warning("read_session_close_failed", error=type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await s.invalidate()
 
 
 SessionDep = Annotated[AsyncSession, Depends(session)]

@@ -61,3 +61,34 @@ async def test_a_connection_dropped_while_idle_is_replaced_and_a_recent_one_is_n
     finally:
         await engine.dispose()
         await killer.dispose()
+
+
+async def test_a_read_session_whose_connection_dies_after_the_read_closes_quietly(
+    database_url: str,
+) -> None:
+    """The request's read session closes after its answer has begun (FastAPI ends a
+    yield dependency then): a connection lost at that moment is discarded, not raised,
+    or it would cut off an answer already being sent (seen under the fault proxy). The
+    pool then hands out a live connection."""
+    from types import SimpleNamespace
+
+    from rapport_server import db
+    from rapport_server.web import session
+
+    engine = db.create_engine(database_url, pool_size=1)
+    killer = db.create_engine(database_url, pool_size=1)
+    svc = SimpleNamespace(sessionmaker=db.sessionmaker(engine))
+    try:
+        reads = session(svc)  # type: ignore[arg-type]
+        s = await anext(reads)
+        pid = int(await s.scalar(text("SELECT pg_backend_pid()")))  # a transaction is open
+        async with killer.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        await asyncio.sleep(0.3)
+        with pytest.raises(StopAsyncIteration):
+            await anext(reads)  # the dependency's exit: closes the session, raises nothing
+        async with engine.connect() as conn:
+            assert int(await conn.scalar(text("SELECT pg_backend_pid()"))) != pid
+    finally:
+        await engine.dispose()
+        await killer.dispose()
