@@ -386,7 +386,7 @@ def _grant_amend(state: ConnectionState, role: int, obj: SignedObject, now: int)
         spec=body.grant,
         issued_time=now,
         replaces=old.id,
-        usage=old.usage,  # narrowing a cap must not reset what was already used
+        usage=_inherited_usage(old, body.grant, now),
     )
     return state.model_copy(
         update={
@@ -394,6 +394,18 @@ def _grant_amend(state: ConnectionState, role: int, obj: SignedObject, now: int)
             "active_grants": {**state.active_grants, _grant_key(role, body.grant): obj.id},
         }
     )
+
+
+def _inherited_usage(old: Grant, spec: GrantSpec, now: int) -> tuple[int, ...]:
+    """What an amendment's grant starts with (spec §13): the old grant's deliveries still
+    inside the old window, the latest ``count`` of the new cap's, so narrowing a cap does
+    not reset it, widening the period does not bring back deliveries that had left the old
+    window, and adding a cap to an uncapped grant (which recorded nothing) starts counting
+    at the amendment. An uncapped grant records nothing."""
+    if spec.rate is None or old.spec.rate is None:
+        return ()
+    floor = now - old.spec.rate.seconds
+    return tuple(t for t in old.usage if t > floor)[-spec.rate.count :]
 
 
 def _grant_revoke(

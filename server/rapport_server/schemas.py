@@ -94,8 +94,11 @@ class Grant(Out):
     used_in_window: int
 
     @classmethod
-    def of(cls, grant: GrantState, my_role: int) -> Grant:
+    def of(cls, grant: GrantState, my_role: int, now: int) -> Grant:
         spec = grant.spec
+        # Deliveries still counting against the cap at ``now`` (the record may hold older
+        # ones until the next counted delivery prunes it).
+        used = 0 if spec.rate is None else sum(t > now - spec.rate.seconds for t in grant.usage)
         return cls(
             id=grant.id,
             direction="granted_by_me" if grant.grantor == my_role else "granted_to_me",
@@ -109,7 +112,7 @@ class Grant(Out):
             issued_time=grant.issued_time,
             ended_time=grant.ended_time,
             replaces=grant.replaces,
-            used_in_window=len(grant.usage),
+            used_in_window=used,
         )
 
 
@@ -156,7 +159,7 @@ class Connection(Out):
             updated_time=row.updated_at,
             muted_by_me=mute(me),
             muted_by_them=mute(them),
-            grants=[Grant.of(state.grants[g], me) for g in state.active_grants.values()],
+            grants=[Grant.of(state.grants[g], me, now) for g in state.active_grants.values()],
             severance=state.severance.model_dump() if state.severance else None,
             data_instruction=row.data_instruction,
         )

@@ -129,6 +129,36 @@ def check_broadcast_agrees_with_apply(
 @settings(max_examples=400, deadline=None)
 @given(events)
 def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tuple]) -> None:  # type: ignore[type-arg]
+    run(seq)
+
+
+# One topic, its cap amended often and in every direction (narrower, wider, none): the
+# record an amendment inherits, which the mix above reaches only rarely.
+amendments = st.lists(
+    st.one_of(
+        st.tuples(st.just("wait"), st.integers(1, 4000)),
+        st.tuples(st.just("send"), st.just("a")),
+        st.tuples(
+            st.just("grant"),
+            st.just("a"),
+            st.one_of(st.none(), st.integers(1, 3)),
+            st.sampled_from(sorted(PERIODS)),
+            st.none(),
+        ),
+    ),
+    min_size=8,
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(amendments)
+def test_amended_caps_count_what_the_reference_counts(seq: list[tuple]) -> None:  # type: ignore[type-arg]
+    run(seq)
+
+
+def run(seq: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Play ``seq`` against the protocol and the reference; they must agree throughout."""
     conn: Conn = connect(business_grants=[])
     ref = Reference()
     now = T0
@@ -168,6 +198,12 @@ def test_random_sequences_stay_legal_and_decide_matches_reference(seq: list[tupl
                     conn.send(
                         conn.person, M.GRANT_AMEND, {"replaces": current.id, "grant": spec}, now
                     )
+                    # Inherited: what is still inside the old window, the latest `count`
+                    # of the new cap's; nothing from or into an uncapped grant.
+                    old_count, old_period, _ = ref.grants[topic]
+                    kept = [t for t in ref.recorded.get(topic, []) if t > now - old_period]
+                    capped = count is not None and old_count is not None
+                    ref.recorded[topic] = kept[-count:] if capped and count else []
                 else:
                     conn.send(conn.person, M.GRANT_ISSUE, {"grant": spec}, now)
                     ref.recorded[topic] = []

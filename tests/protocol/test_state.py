@@ -138,6 +138,39 @@ def test_amend_keeps_rate_usage(conn: Conn) -> None:
         conn.send(conn.business, M.MESSAGE, msg("order_updates"), T0 + 3)
 
 
+def test_an_amendment_inherits_what_the_spec_says_and_no_more(conn: Conn) -> None:
+    """Spec §13: the usage record holds at most the latest ``count`` of the cap in force;
+    widening the period does not bring back deliveries that had left the old window; a
+    cap added to an uncapped grant starts counting at the amendment."""
+    topic = "order_updates"  # three a day
+
+    def amend(rate: dict[str, object] | None, at: int) -> tuple[int, ...]:
+        spec: dict[str, object] = {"scope": "message", "topic": topic}
+        if rate is not None:
+            spec["rate"] = rate
+        conn.send(conn.person, M.GRANT_AMEND, {"replaces": probe_grant(conn), "grant": spec}, at)
+        grant = conn.state.grant_for(1, "message", topic)
+        assert grant is not None
+        return grant.usage
+
+    for i in range(3):
+        conn.send(conn.business, M.MESSAGE, msg(topic), T0 + i)
+    # Narrowed to one a day: the latest delivery is kept, and it still counts.
+    assert amend({"count": 1, "period": "P1D"}, T0 + 10) == (T0 + 2,)
+    with pytest.raises(errors.RateExceeded):
+        conn.send(conn.business, M.MESSAGE, msg(topic), T0 + 11)
+    # Two days on, widened to one a week: what had left the day's window stays gone.
+    assert amend({"count": 1, "period": "P7D"}, T0 + 2 * DAY) == ()
+    conn.send(conn.business, M.MESSAGE, msg(topic), T0 + 2 * DAY + 1)
+    # Uncapped, a delivery, then capped again: counting starts at the second amendment.
+    assert amend(None, T0 + 2 * DAY + 2) == ()
+    conn.send(conn.business, M.MESSAGE, msg(topic), T0 + 2 * DAY + 3)
+    assert amend({"count": 1, "period": "P7D"}, T0 + 2 * DAY + 4) == ()
+    conn.send(conn.business, M.MESSAGE, msg(topic), T0 + 2 * DAY + 5)
+    with pytest.raises(errors.RateExceeded):
+        conn.send(conn.business, M.MESSAGE, msg(topic), T0 + 2 * DAY + 6)
+
+
 def test_revoke_then_issue_again(conn: Conn) -> None:
     gid = probe_grant(conn)
     conn.send(conn.person, M.GRANT_REVOKE, {"grant_id": gid}, T0 + 1)

@@ -159,6 +159,7 @@ async def get_log(
 )
 async def list_grants(
     cid: Cid,
+    svc: ServicesDep,
     subject: SubjectDep,
     session: SessionDep,
     history: Annotated[bool, Query(description="Include ended grants.")] = False,
@@ -172,7 +173,8 @@ async def list_grants(
         if history
         else [state.grants[g] for g in state.active_grants.values()]
     )
-    views = [Grant.of(g, me) for g in grants]
+    now = svc.clock()
+    views = [Grant.of(g, me, now) for g in grants]
     return GrantList(
         granted_by_me=[g for g in views if g.direction == "granted_by_me"],
         granted_to_me=[g for g in views if g.direction == "granted_to_me"],
@@ -183,7 +185,7 @@ def _grant_view(
     subject: Subject, grant_id: Callable[[Applied], str]
 ) -> Callable[[Applied, int], BaseModel]:
     def view(a: Applied, now: int) -> BaseModel:
-        return Grant.of(a.state.grants[grant_id(a)], role_of(a.connection, subject.party_id))
+        return Grant.of(a.state.grants[grant_id(a)], role_of(a.connection, subject.party_id), now)
 
     return view
 
