@@ -112,10 +112,10 @@ def decide(state: ConnectionState, obj: SignedObject, now: int) -> DeliveryDecis
         if wait:
             return Refused("quiet_hours", retry_after=wait)
     if spec.rate is not None:
-        floor = now - spec.rate.seconds
-        recent = [t for t in grant.usage if t > floor]
+        recent = grant.counted_at(now)
         if len(recent) >= spec.rate.count:
-            return Refused("rate_exceeded", retry_after=recent[-spec.rate.count] - floor)
+            leaves = recent[-spec.rate.count] + spec.rate.seconds
+            return Refused("rate_exceeded", retry_after=leaves - now)
     return Allowed(grant.id, held=held, release_time=release)
 
 

@@ -92,6 +92,15 @@ class Grant(_Frozen):
     # Times of deliveries counted against the rate cap, oldest first, at most ``count``.
     usage: tuple[int, ...] = ()
 
+    def counted_at(self, now: int) -> tuple[int, ...]:
+        """The recorded deliveries still inside the rate cap's window at ``now``, oldest
+        first (none for a grant without a cap)."""
+        cap = self.spec.rate
+        if cap is None:
+            return ()
+        floor = now - cap.seconds
+        return tuple(t for t in self.usage if t > floor)
+
 
 class Mute(_Frozen):
     id: str
@@ -402,10 +411,9 @@ def _inherited_usage(old: Grant, spec: GrantSpec, now: int) -> tuple[int, ...]:
     not reset it, widening the period does not bring back deliveries that had left the old
     window, and adding a cap to an uncapped grant (which recorded nothing) starts counting
     at the amendment. An uncapped grant records nothing."""
-    if spec.rate is None or old.spec.rate is None:
+    if spec.rate is None:
         return ()
-    floor = now - old.spec.rate.seconds
-    return tuple(t for t in old.usage if t > floor)[-spec.rate.count :]
+    return old.counted_at(now)[-spec.rate.count :]
 
 
 def _grant_revoke(
@@ -495,8 +503,7 @@ def _counted(state: ConnectionState, grant: Grant, now: int) -> ConnectionState:
     """``state`` with one delivery at ``now`` counted against ``grant``'s rate cap."""
     cap = grant.spec.rate
     assert cap is not None
-    floor = now - cap.seconds
-    usage = (*(t for t in grant.usage if t > floor), now)[-cap.count :]
+    usage = (*grant.counted_at(now), now)[-cap.count :]
     grants = {**state.grants, grant.id: grant.model_copy(update={"usage": usage})}
     return state.model_copy(update={"grants": grants})
 

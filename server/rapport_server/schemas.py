@@ -96,9 +96,8 @@ class Grant(Out):
     @classmethod
     def of(cls, grant: GrantState, my_role: int, now: int) -> Grant:
         spec = grant.spec
-        # Deliveries still counting against the cap at ``now`` (the record may hold older
-        # ones until the next counted delivery prunes it).
-        used = 0 if spec.rate is None else sum(t > now - spec.rate.seconds for t in grant.usage)
+        # The record may hold older deliveries until the next counted one prunes it.
+        used = len(grant.counted_at(now))
         return cls(
             id=grant.id,
             direction="granted_by_me" if grant.grantor == my_role else "granted_to_me",
