@@ -203,7 +203,7 @@ def run(seq: list[tuple]) -> None:  # type: ignore[type-arg]
                     old_count, old_period, _ = ref.grants[topic]
                     kept = [t for t in ref.recorded.get(topic, []) if t > now - old_period]
                     capped = count is not None and old_count is not None
-                    ref.recorded[topic] = kept[-count:] if capped and count else []
+                    ref.recorded[topic] = kept[-count:] if capped else []
                 else:
                     conn.send(conn.person, M.GRANT_ISSUE, {"grant": spec}, now)
                     ref.recorded[topic] = []

@@ -77,8 +77,8 @@ async def test_every_statement_of_a_send_seeks_by_an_index(
         async with live_server(fresh_database_url, clock, port=port):
             event.listen(Engine, "before_cursor_execute", through_sqlalchemy)
             try:
-                # One send, one under an Idempotency-Key, a batch of three on two
-                # connections' chains, and the person's reply (the other direction).
+                # One send, one under an Idempotency-Key, a keyed batch of three, and
+                # the person's reply (the other direction).
                 assert (await shop.send(cid, "orders", "one")).status_code == 201
                 keyed = shop.sign(MessageType.MESSAGE, {"topic": "orders"}, cid, payload="two")
                 r = await shop.post(
