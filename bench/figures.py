@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from bench import load, report, seed, servers
+from bench import disk, load, report, seed, servers
 from bench.context import (
     HERE,
     Context,
@@ -228,18 +228,24 @@ def latency(
     ctx: Context, srv: servers.Server, pop: Population, db_url: str, rate: float, name: str
 ) -> load.LoadResult:
     path = presign_run(ctx, pop, db_url, rate, name, extra_seconds=ctx.plan.warmup)
-    res = load.fixed_rate(
-        srv.url,
-        path,
-        rate=rate,
-        seconds=ctx.plan.seconds,
-        warmup=ctx.plan.warmup,
-        connections=ctx.plan.connections,
-        cpu=ctx.load_cpu,
-    )
+    with disk.probing(ctx.workdir) as probe:
+        res = load.fixed_rate(
+            srv.url,
+            path,
+            rate=rate,
+            seconds=ctx.plan.seconds,
+            warmup=ctx.plan.warmup,
+            connections=ctx.plan.connections,
+            cpu=ctx.load_cpu,
+        )
+    if res.measured_at is not None:
+        # the measured seconds only; the slow syncs beside the timeline (--keep)
+        probe = probe.within(res.measured_at, res.measured_at + res.seconds)
+    probe.write(path.with_suffix(".disk"))
+    res = replace(res, disk_note=probe.note)
     ctx.log(
         f"latency[{name}] @ {rate:,.0f}/s: p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms "
-        f"{res.steal_note}"
+        f"{res.steal_note}; {res.disk_note}"
     )
     return res
 
@@ -296,6 +302,7 @@ def latency_rows(
             res.p99_ms / ref.p99_ms if ref.p99_ms else None,
             note=report.notes(
                 f"slowest {res.max_ms:.1f} ms" if res.max_ms is not None else "",
+                res.disk_note,
                 ref.steal_note and f"bare endpoint's run: {ref.steal_note}",
                 f"its warm-up's p99 {ref.warmup_p99_ms:.1f} ms"
                 if ref.warmup_p99_ms is not None
@@ -437,6 +444,7 @@ def scale(
                 note=report.notes(
                     f"same rate {small.rate50:,.0f}/s and warm-up; p50 {lat.p50_ms:.1f} ms",
                     f"slowest {lat.max_ms:.1f} ms" if lat.max_ms is not None else "",
+                    lat.disk_note,
                     lat.steal_note,
                     lat.detail,
                 ),

@@ -34,6 +34,10 @@ class LoadResult:
     """Open loop: the p99 of the warm-up before the measured seconds (not counted)."""
     max_ms: float | None = None
     """Open loop: the slowest counted request."""
+    measured_at: float | None = None
+    """Open loop: Unix time the measured seconds began (after the warm-up)."""
+    disk_note: str = ""
+    """What the disk probe beside the run saw (bench/disk.py); empty without one."""
 
     @property
     def rate(self) -> float:
@@ -227,4 +231,5 @@ def _loadgen(
         steal,
         data.get("warmup_p99_ms"),
         data.get("max_ms"),
+        data.get("measured_at"),
     )
