@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from bench import load, report, servers
+from bench import disk, load, report, servers
 from bench.context import BENCHMARKS, FULL, QUICK, Context
 from bench.databases import DEFAULT_PG, pg_reachable
 from bench.figures import run_backend
@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
+        "--disk-probe",
+        type=float,
+        default=disk.PROBE_RATE,
+        metavar="SYNCS_PER_S",
+        help=f"fsync probe beside the latency runs (default {disk.PROBE_RATE:g}/s; 0: none)",
+    )
+    parser.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             load_cpu=available[1] if pin else None,
             tool=tool,
             profile=args.profile,
+            disk_probe=args.disk_probe,
             server_env=dict(kv.split("=", 1) for kv in args.server_env),
             log=lambda m: print(f"[{time.monotonic() - t0:4.0f} s] {m}", flush=True),
         )

@@ -99,6 +99,8 @@ class Context:
     refs: dict[str, float] = field(default_factory=dict)
     seed_next: int = 1
     server_env: dict[str, str] = field(default_factory=dict)
+    disk_probe: float = 50.0  # bench.disk.PROBE_RATE
+    """Syncs a second of the disk probe beside the latency runs (bench/disk.py); 0: none."""
     log: Callable[[str], None] = print
 
     def wants(self, *names: str) -> bool:

@@ -228,7 +228,7 @@ def latency(
     ctx: Context, srv: servers.Server, pop: Population, db_url: str, rate: float, name: str
 ) -> load.LoadResult:
     path = presign_run(ctx, pop, db_url, rate, name, extra_seconds=ctx.plan.warmup)
-    with disk.probing(ctx.workdir) as probe:
+    with disk.probing(ctx.workdir, ctx.disk_probe) as probe:
         res = load.fixed_rate(
             srv.url,
             path,
@@ -245,7 +245,7 @@ def latency(
     res = replace(res, disk_note=probe.note)
     ctx.log(
         f"latency[{name}] @ {rate:,.0f}/s: p50 {res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms "
-        f"{res.steal_note}; {res.disk_note}"
+        f"{report.notes(res.steal_note, res.disk_note)}"
     )
     return res
 

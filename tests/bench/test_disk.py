@@ -48,3 +48,10 @@ def test_a_missing_directory_is_an_error_not_a_crash(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert probe.error == "FileNotFoundError"
     assert probe.samples == []
+
+
+def test_rate_zero_is_no_probe(tmp_path: Path) -> None:
+    with disk.probing(tmp_path, rate=0) as probe:
+        time.sleep(0.05)
+    assert probe.samples == [] and probe.error == "" and probe.note == ""
+    assert list(tmp_path.iterdir()) == []
