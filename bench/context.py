@@ -14,6 +14,7 @@ from typing import TypeVar
 import httpx
 
 from bench import load
+from bench.disk import PROBE_RATE
 from bench.report import Row
 from bench.workload import Population, populate, presign, presign_batches, resync_chains
 
@@ -99,7 +100,7 @@ class Context:
     refs: dict[str, float] = field(default_factory=dict)
     seed_next: int = 1
     server_env: dict[str, str] = field(default_factory=dict)
-    disk_probe: float = 50.0  # bench.disk.PROBE_RATE
+    disk_probe: float = PROBE_RATE
     """Syncs a second of the disk probe beside the latency runs (bench/disk.py); 0: none."""
     log: Callable[[str], None] = print
 

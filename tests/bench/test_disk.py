@@ -15,7 +15,7 @@ def test_probing_syncs_at_its_pace_and_leaves_no_file(tmp_path: Path) -> None:
     ended = time.time()
     assert probe.error == ""
     # paced, not flat out: about 50 in 0.5 s (a slow disk gives fewer, never many more)
-    assert 5 <= len(probe.samples) <= 60
+    assert 1 <= len(probe.samples) <= 60
     assert all(began <= at <= ended and ms >= 0 for at, ms in probe.samples)
     assert [at for at, _ in probe.samples] == sorted(at for at, _ in probe.samples)
     assert list(tmp_path.iterdir()) == []
@@ -23,16 +23,18 @@ def test_probing_syncs_at_its_pace_and_leaves_no_file(tmp_path: Path) -> None:
 
 
 def test_stalls_window_and_note() -> None:
-    probe = disk.DiskProbe([(100.0, 0.2), (101.0, 35.0), (102.0, 0.4), (103.0, 20.0), (104.0, 9.0)])
-    assert probe.stalls == [(101.0, 35.0), (103.0, 20.0)]
+    probe = disk.DiskProbe(
+        [(100.0, 0.2), (101.0, 35.0), (102.0, 0.4), (103.0, 20.5), (104.0, 20.0)]
+    )
+    assert probe.stalls == [(101.0, 35.0), (103.0, 20.5)]  # over 20 ms, not at it
     assert probe.slowest_ms == 35.0
     assert (
         probe.note
         == "disk beside it: 5 syncs of 4 KiB, p99 35.0 ms, slowest 35.0 ms (2 over 20 ms)"
     )
     window = probe.within(101.5, 104.0)
-    assert window.samples == [(102.0, 0.4), (103.0, 20.0), (104.0, 9.0)]
-    assert window.stalls == [(103.0, 20.0)]
+    assert window.samples == [(102.0, 0.4), (103.0, 20.5), (104.0, 20.0)]
+    assert window.stalls == [(103.0, 20.5)]
     assert disk.DiskProbe().note == ""
     assert disk.DiskProbe(error="PermissionError").note == "disk probe failed: PermissionError"
 
