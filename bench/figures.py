@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bench import disk, load, report, seed, servers
 from bench.context import (
@@ -229,15 +230,7 @@ def latency(
 ) -> load.LoadResult:
     path = presign_run(ctx, pop, db_url, rate, name, extra_seconds=ctx.plan.warmup)
     with disk.probing(ctx.workdir, ctx.disk_probe) as probe:
-        res = load.fixed_rate(
-            srv.url,
-            path,
-            rate=rate,
-            seconds=ctx.plan.seconds,
-            warmup=ctx.plan.warmup,
-            connections=ctx.plan.connections,
-            cpu=ctx.load_cpu,
-        )
+        res = _open_loop(ctx, srv.url, path, rate)
     if res.measured_at is not None:
         # the measured seconds only; the slow syncs beside the timeline (--keep)
         probe = probe.within(res.measured_at, res.measured_at + res.seconds)
@@ -255,16 +248,23 @@ def bare_latency(ctx: Context, rate: float) -> load.LoadResult:
     if not path.exists():
         limit_http(ctx)
     with servers.bare_server(ctx.workdir, cpu=ctx.server_cpu) as bare:
-        return load.fixed_rate(
-            bare.url,
-            path,
-            rate=rate,
-            seconds=ctx.plan.seconds,
-            warmup=ctx.plan.warmup,
-            connections=ctx.plan.connections,
-            mode="any",
-            cpu=ctx.load_cpu,
-        )
+        return _open_loop(ctx, bare.url, path, rate, mode="any")
+
+
+def _open_loop(
+    ctx: Context, url: str, path: Path, rate: float, mode: str = "chain"
+) -> load.LoadResult:
+    """The latency figure's load: the plan's seconds after its warm-up, at ``rate``."""
+    return load.fixed_rate(
+        url,
+        path,
+        rate=rate,
+        seconds=ctx.plan.seconds,
+        warmup=ctx.plan.warmup,
+        connections=ctx.plan.connections,
+        mode=mode,
+        cpu=ctx.load_cpu,
+    )
 
 
 BROADCAST_GOAL = ("postgres", 100_000)
