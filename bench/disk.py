@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.loadgen import percentile
+
 PROBE_RATE = 50.0
 """Syncs a second."""
 STALL_MS = 20.0
@@ -55,8 +57,7 @@ class DiskProbe:
 
     @property
     def p99_ms(self) -> float:
-        ordered = sorted(self.times_ms)
-        return ordered[int(len(ordered) * 0.99)] if ordered else 0.0
+        return percentile(self.times_ms, 99) if self.samples else 0.0
 
     @property
     def note(self) -> str:

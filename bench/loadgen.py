@@ -81,7 +81,8 @@ class Tally:
     """Latencies of the warm-up's requests (not counted in ``latencies``)."""
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank ``q``-th percentile (``q`` in 0-100); NaN of nothing."""
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -186,10 +187,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "statuses": {str(k): v for k, v in tally.statuses.items()},
         "seconds": elapsed,
         "rate": args.rate,
-        "p50_ms": _percentile(tally.latencies, 50) * 1000,
-        "p99_ms": _percentile(tally.latencies, 99) * 1000,
+        "p50_ms": percentile(tally.latencies, 50) * 1000,
+        "p99_ms": percentile(tally.latencies, 99) * 1000,
         "max_ms": max(tally.latencies, default=float("nan")) * 1000,
-        "warmup_p99_ms": _percentile(tally.warmup, 99) * 1000 if tally.warmup else None,
+        "warmup_p99_ms": percentile(tally.warmup, 99) * 1000 if tally.warmup else None,
         "measured_at": time.time() - (loop.time() - measured),
         "timeline": [
             (due - measured, latency)
