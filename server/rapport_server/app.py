@@ -184,6 +184,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await batcher.stop()
             await checkpointer.stop()
             await engine.dispose()
+            checkpointer.release()
 
     app = FastAPI(
         title="Rapport",

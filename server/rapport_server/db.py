@@ -186,6 +186,20 @@ CHECKPOINT_NICENESS = 10
 """How much lower than the server's the CPU priority of the checkpoint's copying thread is."""
 
 
+def _database_path(engine: AsyncEngine) -> str | None:
+    """The SQLite database file of ``engine``; None for PostgreSQL or an in-memory one."""
+    url = engine.url
+    database = url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or url.query.get("uri"):
+        return None  # a URI filename: leave it to SQLite
+    return database
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
 def _background_thread() -> int:
     """Lower the calling thread's CPU priority by ``CHECKPOINT_NICENESS`` (Linux: the nice
     value is per thread); returns its thread id, or 0 where that is not possible."""
@@ -229,10 +243,14 @@ class WalCheckpointer:
     wholly in the database file, and SQLite's next write transaction starts the WAL from
     its beginning again (the file keeps its size: bounded, not shrunk) — unless a reader
     still reads an older snapshot from the WAL, in which case a later round rewinds it.
-    That last copy has a few hundred frames left but still takes 10-30 ms here (its syncs
-    of the WAL and the database file), which is why it is rare. (A RESTART checkpoint in
-    its place, which also waits for readers, held the next batch 15-45 ms after every
-    PASSIVE of 25 ms: PROFILE.md, session 14.)
+    That last copy has a few hundred frames left but held the writer 20-47 ms here,
+    nearly all of it one fdatasync of the database file: SQLite syncs that file only when
+    a checkpoint has copied the whole WAL, so this one flushed the ~10 s of copies before
+    it (PROFILE.md, session 19). So the checkpointer flushes the database file itself,
+    beside the writer, just before (``_flush``): the writer's wait fell to 6-14 ms
+    (PROFILE.md, session 20). (A RESTART
+    checkpoint in its place, which also waits for readers, held the next batch 15-45 ms
+    after every PASSIVE of 25 ms: PROFILE.md, session 14.)
 
     The copy (~15,000 frames a second at half load: 20-25 ms of CPU) runs on a
     connection of its own whose thread has a lower CPU priority (``CHECKPOINT_NICENESS``),
@@ -240,6 +258,10 @@ class WalCheckpointer:
     it in one piece (a spike in the send latency every second, PROFILE.md, session 14).
     That connection never goes back to the pool. The catch-up under the lock runs at the
     server's own priority on a pooled connection, as it makes the writer wait.
+
+    The flush opens the database file once and keeps it open until ``release``, which the
+    owner calls after the engine is disposed: closing any descriptor of a file drops the
+    POSIX locks the process holds on it, SQLite's included.
     """
 
     writer: WriteBatcher | None = None
@@ -255,6 +277,8 @@ class WalCheckpointer:
         self._restart_frames = restart_frames
         self._task: asyncio.Task[None] | None = None
         self._copier: tuple[AsyncConnection, Any] | None = None
+        self._path = _database_path(engine)
+        self._fd: int | None = None
         self.checkpoints = 0
         self.restarts = 0
         self.background_thread = 0
@@ -268,6 +292,23 @@ class WalCheckpointer:
         await stop_task(self._task)
         self._task = None
         await self._drop_copier()
+
+    def release(self) -> None:
+        """Close the database file's descriptor; only once no connection is open."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    async def _flush(self) -> None:
+        """Write the database file's dirty pages to the disk, beside the writer."""
+        if self._path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            await asyncio.to_thread(_datasync, self._fd)
+        except OSError as exc:  # the catch-up syncs the file anyway, under the lock
+            log.warning("wal_flush_failed", error=type(exc).__name__)
 
     async def _copying_driver(self) -> Any:
         """The aiosqlite connection of the long copies, opened (and its thread's priority
@@ -310,6 +351,7 @@ class WalCheckpointer:
             await self._drop_copier()  # a new connection next time
             raise
         if long:
+            await self._flush()
             async with self._engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 driver = raw.driver_connection  # aiosqlite, autocommit: no BEGIN around it

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import backend
 from tests.helpers import Actor, FakeClock, actors, connect, live_server
@@ -53,13 +54,24 @@ async def test_commits_do_not_checkpoint_and_the_checkpointer_catches_up(
 
 
 async def test_a_long_wal_is_restarted_between_batches_so_it_stops_growing(
-    fresh_database_url: str,
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past ``restart_frames`` the checkpointer copies again, waits for the writer's
-    current batch, catches up with a last PASSIVE checkpoint, and the next commit writes
-    the WAL from its start."""
+    """Past ``restart_frames`` the checkpointer copies again, flushes the database file,
+    waits for the writer's current batch, catches up with a last PASSIVE checkpoint, and
+    the next commit writes the WAL from its start."""
+    from rapport_server import db
     from rapport_server.db import WalCheckpointer
 
+    database = make_url(fresh_database_url).database
+    assert database
+    synced: list[tuple[int, int]] = []  # (inode, restarts so far) of each flush
+    real = db._datasync
+
+    def datasync(fd: int) -> None:
+        synced.append((os.fstat(fd).st_ino, checkpointer.restarts))
+        real(fd)
+
+    monkeypatch.setattr(db, "_datasync", datasync)
     clock = FakeClock()
     apps: list[Any] = []
     async with live_server(fresh_database_url, clock, prepare=apps.append) as base:
@@ -76,13 +88,44 @@ async def test_a_long_wal_is_restarted_between_batches_so_it_stops_growing(
             shop, ann, cid = await twenty_sends(base, clock, http)
             _, long_wal, _ = await on_server(checkpointer.checkpoint())
             assert long_wal > 1 and checkpointer.restarts == 1
+            # The database file itself, flushed once, before the catch-up.
+            assert synced == [(os.stat(database).st_ino, 0)]
             assert (await shop.send(cid, "n", "after")).status_code == 201
             busy, frames, done = await on_server(checkpointer.checkpoint())
             # The commit after the catch-up wrote from the WAL's start: a few frames.
             assert busy == 0 and 0 < frames < long_wal and frames == done
             inbox = (await ann.get("/v1/messages", params={"cid": cid})).json()["data"]
             assert [m["content"] for m in inbox][-2:] == ["m19", "after"]
+            # restart_frames=1: the second round is long too, and flushed the same file
+            assert [ino for ino, _ in synced] == [os.stat(database).st_ino] * 2
         await on_server(checkpointer.stop())
+    # The server's own checkpointer let go of its descriptor after the engine was closed.
+    assert apps[0].state.checkpointer._fd is None
+    fd = checkpointer._fd
+    assert fd is not None
+    checkpointer.release()
+    assert checkpointer._fd is None
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+async def test_no_database_file_to_flush_in_memory_or_on_postgresql() -> None:
+    from rapport_server.db import _database_path
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    cases = {
+        "sqlite+aiosqlite://": None,
+        "sqlite+aiosqlite:///:memory:": None,
+        "sqlite+aiosqlite:///file:x.db?uri=true": None,
+        "sqlite+aiosqlite:///some/dir/r.db": "some/dir/r.db",
+        "postgresql+asyncpg://u@127.0.0.1/x": None,
+    }
+    for url, path in cases.items():
+        engine = create_async_engine(url)  # never connects
+        try:
+            assert _database_path(engine) == path, url
+        finally:
+            await engine.dispose()
 
 
 def _thread_alive(tid: int) -> bool:
