@@ -305,7 +305,7 @@ class WalCheckpointer:
             return
         try:
             if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                self._fd = os.open(self._path, os.O_RDONLY)  # not inherited (PEP 446)
             await asyncio.to_thread(_datasync, self._fd)
         except OSError as exc:  # the catch-up syncs the file anyway, under the lock
             log.warning("wal_flush_failed", error=type(exc).__name__)
