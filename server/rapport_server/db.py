@@ -248,9 +248,9 @@ class WalCheckpointer:
     a checkpoint has copied the whole WAL, so this one flushed the ~10 s of copies before
     it (PROFILE.md, session 19). So the checkpointer flushes the database file itself,
     beside the writer, just before (``_flush``): the writer's wait fell to 6-14 ms
-    (PROFILE.md, session 20). (A RESTART
-    checkpoint in its place, which also waits for readers, held the next batch 15-45 ms
-    after every PASSIVE of 25 ms: PROFILE.md, session 14.)
+    (PROFILE.md, session 20). (A RESTART checkpoint in its place, which also waits for
+    readers, held the next batch 15-45 ms after every PASSIVE of 25 ms: PROFILE.md,
+    session 14.)
 
     The copy (~15,000 frames a second at half load: 20-25 ms of CPU) runs on a
     connection of its own whose thread has a lower CPU priority (``CHECKPOINT_NICENESS``),
