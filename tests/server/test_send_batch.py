@@ -20,6 +20,7 @@ from rapport_server.tables import LogEntry
 from rapport_server.writes import UnitContext
 from sqlalchemy import select
 
+from tests.conftest import backend
 from tests.helpers import Actor, FakeClock, actors, connect, live_server
 
 M = MessageType
@@ -409,3 +410,115 @@ async def test_sends_beside_another_write_share_its_session_and_commit(
         ]
         inbox = (await ann.get("/v1/messages", params={"cid": c_ann})).json()["data"]
         assert [m["content"] for m in inbox] == ["one", "two"]
+
+
+@pytest.mark.skipif(backend() != "postgres", reason="LISTEN/NOTIFY is PostgreSQL's")
+async def test_a_send_batch_notifies_each_recipient_once_from_its_write_statement(
+    served: tuple[str, Services, FakeClock], fresh_database_url: str
+) -> None:
+    """On PostgreSQL a lean batch of sends sends its recipients' wake-up hints from the
+    write statement itself (no statement of the notifier's own: one round trip fewer).
+    Each recipient of a delivered message is hinted once, on commit; a held message
+    hints nobody; a batch whose statement failed and was rerun one send at a time hints
+    the sends that landed, once."""
+    import asyncpg
+    from rapport_server.events.notify import CHANNEL
+    from sqlalchemy.engine import make_url
+
+    base, svc, clock = served
+    notifier = svc.notifier
+    by_batcher: list[str] = []
+    publish = notifier.publish_on_driver
+
+    async def counted(driver: Any, postgres: bool, party_ids: Any) -> None:
+        by_batcher.extend(party_ids)
+        await publish(driver, postgres, party_ids)
+
+    notifier.publish_on_driver = counted  # type: ignore[method-assign]
+    hinted: list[str] = []
+    dsn = make_url(fresh_database_url).set(drivername="postgresql")
+    listener = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    await listener.add_listener(CHANNEL, lambda *args: hinted.extend(args[3].split(",")))
+
+    async def hints_for(expected: set[str]) -> list[str]:
+        for _ in range(100):
+            if set(hinted) >= expected:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # and nothing more arrives
+        got = list(hinted)
+        hinted.clear()
+        return got
+
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            shop, ann, bob, carl = await actors(base, clock, http, 4)
+            support = [{"scope": "message", "topic": "support"}]
+            c_ann = await connect(shop, ann, person_grants=NEWS, business_grants=support)
+            c_bob = await connect(shop, bob, person_grants=NEWS)
+            c_carl = await connect(shop, carl, person_grants=NEWS)
+            r = await carl.act(
+                "PUT", f"/v1/connections/{c_carl}/mute", M.MUTE, {"mode": "hold"}, c_carl
+            )
+            assert r.status_code == 200, r.text
+            await hints_for(set())
+            by_batcher.clear()
+
+            sends = [
+                request(
+                    svc, shop, c_ann, shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="x")
+                ),
+                request(
+                    svc, shop, c_ann, shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="x")
+                ),
+                request(
+                    svc, shop, c_bob, shop.sign(M.MESSAGE, {"topic": "news"}, c_bob, payload="x")
+                ),
+                request(
+                    svc, ann, c_ann, ann.sign(M.MESSAGE, {"topic": "support"}, c_ann, payload="x")
+                ),
+                request(
+                    svc, shop, c_carl, shop.sign(M.MESSAGE, {"topic": "news"}, c_carl, payload="x")
+                ),
+            ]
+            lean, batches = svc.batcher.lean_batches, svc.batcher.batches
+            out = await submit_all(svc, sends)
+            assert all(isinstance(o, SendReply) and o.status_code == 201 for o in out), out
+            assert svc.batcher.batches - batches == 1 and svc.batcher.lean_batches - lean == 1
+            got = await hints_for({ann.party_id, bob.party_id, shop.party_id})
+            assert sorted(got) == sorted([ann.party_id, bob.party_id, shop.party_id])
+            assert by_batcher == []  # the write statement sent them all
+
+            # A group whose write statement fails (a planted log row for bob's message):
+            # rolled back, nothing hinted; rerun a send at a time, ann's lands and is
+            # hinted once, through the notifier's own statement.
+            to_ann = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="a")
+            to_bob = shop.sign(M.MESSAGE, {"topic": "news"}, c_bob, payload="b")
+
+            async def plant() -> None:
+                async with svc.sessionmaker() as s, s.begin():
+                    s.add(
+                        LogEntry(
+                            cid=c_bob,
+                            object_id=to_bob["id"],
+                            type="message",
+                            sender_id=shop.party_id,
+                            object="{}",
+                            payload=None,
+                            received_at=clock(),
+                        )
+                    )
+
+            assert svc.batcher._task is not None
+            loop = svc.batcher._task.get_loop()
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(plant(), loop))
+            redos = svc.batcher.redos
+            out = await submit_all(
+                svc, [request(svc, shop, c_ann, to_ann), request(svc, shop, c_bob, to_bob)]
+            )
+            assert svc.batcher.redos - redos == 1
+            assert isinstance(out[0], SendReply) and not isinstance(out[1], SendReply)
+            assert await hints_for({ann.party_id}) == [ann.party_id]
+            assert by_batcher == [ann.party_id]
+    finally:
+        await listener.close()

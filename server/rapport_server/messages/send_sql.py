@@ -41,8 +41,11 @@ _PG = {
 # of the UPDATE: the CTE is read in full before its first row). Locks are FOR NO KEY
 # UPDATE, what an UPDATE of non-key columns takes: FOR UPDATE would also block the KEY
 # SHARE locks of other transactions' foreign-key checks (a log entry's sender) and let
-# a send batch and a broadcast chunk deadlock. Returns the connections saved, the log
-# numbers in message order, and the rows written per table.
+# a send batch and a broadcast chunk deadlock. The recipients' wake-up hints ($15, $16:
+# the notifier's channel and payloads, none for a notifier that sends none) go out with
+# it, as pg_notify, delivered on commit like the notifier's own statement, which the
+# batch then skips. Returns the connections saved, the log numbers in message order, the
+# rows written per table and the notifications sent.
 _PG_WRITE = """
 WITH saved AS (
     UPDATE connections SET state = u.state, status = u.status, version = u.version + 1,
@@ -93,9 +96,13 @@ held AS (
     INSERT INTO held_messages (party_id, cid, log_seq, release_at, created_at)
     SELECT recipient, cid, seq, release_at, $5 FROM numbered WHERE held
     RETURNING 1
+),
+hinted AS (
+    SELECT pg_notify($15, payload) FROM unnest($16::text[]) AS payload
 )
 SELECT (SELECT count(*) FROM saved), ARRAY(SELECT seq FROM numbered ORDER BY i),
-    (SELECT count(*) FROM log), (SELECT count(*) FROM events), (SELECT count(*) FROM held)
+    (SELECT count(*) FROM log), (SELECT count(*) FROM events), (SELECT count(*) FROM held),
+    (SELECT count(*) FROM hinted)
 """
 
 
@@ -246,18 +253,21 @@ class SendSQL:
         saves: list[tuple[str, str, str, int]],
         messages: list[tuple[Any, ...]],
         now: int,
+        hints: tuple[str, list[str]] | None = None,
     ) -> tuple[int, list[int]]:
         """PostgreSQL: the group's writes in one statement. ``saves``: (cid, state, status,
         version decided on) per connection, compare-and-swapped; ``messages``: (cid,
         object_id, type, sender_id, object, payload, recipient, held, release_at) each, in
-        order — logged, then put in the recipient's events or held. Returns the connections
-        saved and the log numbers in message order."""
+        order — logged, then put in the recipient's events or held; ``hints``: (channel,
+        payloads) to ``pg_notify`` in the same statement (``UnitContext.hints``). Returns
+        the connections saved and the log numbers in message order."""
         assert self._pg
+        channel, payloads = hints or ("", [])
         columns = [list(column) for column in zip(*saves, strict=True)]
         columns += [list(column) for column in zip(*messages, strict=True)]
-        rows = await self._fetch(_PG_WRITE, [*columns[:4], now, *columns[4:]])
-        saved, seqs, logged, events, held = rows[0]
-        if logged != len(messages) or events + held != len(messages):
+        rows = await self._fetch(_PG_WRITE, [*columns[:4], now, *columns[4:], channel, payloads])
+        saved, seqs, logged, events, held, hinted = rows[0]
+        if logged != len(messages) or events + held != len(messages) or hinted != len(payloads):
             raise exc.DBAPIError(_PG_WRITE, None, RuntimeError("the send write lost rows"))
         return int(saved), [int(seq) for seq in seqs]
 

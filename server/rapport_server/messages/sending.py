@@ -18,9 +18,10 @@ commit, and the whole group costs, whatever its size:
    and one multi-row INSERT of the events — or of the held messages for muted recipients;
 7. one multi-row INSERT of the stored responses.
 
-On PostgreSQL steps 4–6 are one statement (``SendSQL.write_postgres``): a batch is then
-BEGIN, the SELECT(s), that statement, the stored responses if any, the notification and
-COMMIT — fewer round trips, each of which waits behind whatever the event loop is doing.
+On PostgreSQL steps 4–6 are one statement (``SendSQL.write_postgres``), which also sends
+the recipients' wake-up notifications: a batch of sends is then BEGIN, the SELECT(s), that
+statement, the stored responses if any, and COMMIT — fewer round trips, each of which
+waits behind whatever the event loop is doing.
 
 Refusals happen in step 3, before the first write, and concern their request only. A
 database error or a lost compare-and-swap fails the group: the batcher then reruns every
@@ -219,7 +220,9 @@ async def _write_postgres(
     accepted: list[_Accepted],
     now: int,
 ) -> list[int]:
-    """The same writes in one statement (PostgreSQL); returns the log numbers."""
+    """The same writes in one statement (PostgreSQL), with the recipients' wake-up hints
+    where the batch allows (``UnitContext.hints``); returns the log numbers."""
+    woken = {a.recipient for a in accepted if not a.held}
     saved, seqs = await sql.write_postgres(
         [
             (cid, chain.state.model_dump_json(), chain.state.status, chain.version)
@@ -227,10 +230,11 @@ async def _write_postgres(
         ],
         [(*_log_row(a), a.recipient, a.held, a.release_time) for a in accepted],
         now,
+        ctx.hints(woken),
     )
     if saved != len(changed):
         raise StaleWrite("a connection changed under the batch")
-    ctx.touched().update(a.recipient for a in accepted if not a.held)
+    ctx.touched().update(woken)
     return seqs
 
 
