@@ -87,7 +87,8 @@ cannot profit from a stale entry: its object must be signed by the token's key, 
 connection's own state names each party's current key (a rotation is applied to every
 connection of the party, a deletion severs them), so a rotated-out key is refused there
 (``not_a_party``). Re-reading the party every ``PartyCache.ttl`` seconds per sender was
-~3.5% of a send's server CPU (bench/PROFILE.md)."""
+~3.5% of a send's server CPU (bench/PROFILE.md). Past half that age a send re-reads the
+entry in the background (``PartyCache.refresh``) and goes on with it."""
 
 
 async def subject_of(svc: Services, token: str | None, *, max_age: float | None = None) -> Subject:
@@ -99,14 +100,19 @@ async def subject_of(svc: Services, token: str | None, *, max_age: float | None 
             "send 'Authorization: Bearer <access token>'", headers={"WWW-Authenticate": "Bearer"}
         )
     party_id, did = svc.tokens.check(token, svc.clock())
-    cached = svc.parties.get(party_id, max_age)
-    if cached is None:
+
+    async def read() -> tuple[str, str] | None:
         async with svc.sessionmaker() as s:
             party = await parties.get(s, party_id)
-        if party is None:
+        return None if party is None else (party.did, party.kind)
+
+    cached = svc.parties.get(party_id, max_age)
+    if cached is None:
+        cached = await svc.parties.load(party_id, read)
+        if cached is None:
             raise Unauthenticated("unknown party", code="invalid_token")
-        svc.parties.put(party_id, party.did, party.kind)
-        cached = (party.did, party.kind)
+    elif max_age is not None and svc.parties.older_than(party_id, max_age / 2):
+        svc.parties.refresh(party_id, read)  # this request goes on with the entry it has
     if cached[0] != did:
         raise Unauthenticated("the key of this token was rotated or revoked", code="invalid_token")
     return Subject(party_id=party_id, did=did, kind=cached[1])
