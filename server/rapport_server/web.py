@@ -26,7 +26,7 @@ from .domain import Conflict, DomainError, Subject, Unauthenticated
 from .idempotency import stored_reply
 from .parties import service as parties
 from .protocol_errors import to_problem
-from .services import Services
+from .services import PartyRead, Services
 from .tables import IdempotencyRecord
 from .writes import UnitContext
 
@@ -91,6 +91,17 @@ connection of the party, a deletion severs them), so a rotated-out key is refuse
 entry in the background (``PartyCache.refresh``) and goes on with it."""
 
 
+def party_read(svc: Services, party_id: str) -> PartyRead:
+    """The read of ``party_id``'s (did, kind) for ``svc.parties`` (``None``: gone)."""
+
+    async def read() -> tuple[str, str] | None:
+        async with svc.sessionmaker() as s:
+            party = await parties.get(s, party_id)
+        return None if party is None else (party.did, party.kind)
+
+    return read
+
+
 async def subject_of(svc: Services, token: str | None, *, max_age: float | None = None) -> Subject:
     """The party behind the bearer ``token`` (``None``: no bearer token was sent).
     ``max_age``: the oldest cached party entry to accept (default: the cache's ``ttl``)."""
@@ -100,12 +111,7 @@ async def subject_of(svc: Services, token: str | None, *, max_age: float | None 
             "send 'Authorization: Bearer <access token>'", headers={"WWW-Authenticate": "Bearer"}
         )
     party_id, did = svc.tokens.check(token, svc.clock())
-
-    async def read() -> tuple[str, str] | None:
-        async with svc.sessionmaker() as s:
-            party = await parties.get(s, party_id)
-        return None if party is None else (party.did, party.kind)
-
+    read = party_read(svc, party_id)
     cached = svc.parties.get(party_id, max_age)
     if cached is None:
         cached = await svc.parties.load(party_id, read)

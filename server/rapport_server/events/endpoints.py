@@ -13,10 +13,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..domain import DomainError, Subject
 from ..metrics import STREAM_FRAMES, STREAMS_OPEN
-from ..parties import service as parties
 from ..schemas import Page, StreamEvent
 from ..services import Services
-from ..web import PageDep, ServicesDep, SubjectDep, decode_cursor, encode_cursor
+from ..web import PageDep, ServicesDep, SubjectDep, decode_cursor, encode_cursor, party_read
 from . import service
 
 router = APIRouter(tags=["events"])
@@ -87,12 +86,10 @@ def _parse_last_event_id(value: str) -> int:
 async def _key_still_current(svc: Services, subject: Subject) -> bool:
     cached = svc.parties.get(subject.party_id)
     if cached is None:
-        async with svc.sessionmaker() as session:
-            party = await parties.get(session, subject.party_id)
-        if party is None:
+        # Streams of one party re-check together: one read for all of them.
+        cached = await svc.parties.load(subject.party_id, party_read(svc, subject.party_id))
+        if cached is None:
             return False
-        svc.parties.put(party.id, party.did, party.kind)
-        cached = (party.did, party.kind)
     return cached[0] == subject.did
 
 
