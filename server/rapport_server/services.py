@@ -88,7 +88,7 @@ class PartyCache:
         if task is None:
             task = asyncio.create_task(self._read(party_id, read), name="rapport-party-read")
             self._reads[party_id] = task
-            task.add_done_callback(self._done)
+            task.add_done_callback(lambda done: self._done(party_id, done))
         return task
 
     async def _read(self, party_id: str, read: PartyRead) -> tuple[str, str] | None:
@@ -100,10 +100,9 @@ class PartyCache:
                 self.put(party_id, *entry)
         return entry
 
-    def _done(self, task: asyncio.Task[tuple[str, str] | None]) -> None:
-        for party_id, running in list(self._reads.items()):
-            if running is task:
-                del self._reads[party_id]
+    def _done(self, party_id: str, task: asyncio.Task[tuple[str, str] | None]) -> None:
+        if self._reads.get(party_id) is task:
+            del self._reads[party_id]
         if not task.cancelled() and task.exception() is not None:
             # Retrieved here so a background refresh that failed is not an unhandled error;
             # a caller waiting in load() gets the exception as well.
