@@ -61,6 +61,31 @@ async def submit_all(svc: Services, requests: list[SendRequest]) -> list[Any]:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(together(), server_loop))
 
 
+async def plant_log_row(
+    svc: Services, clock: FakeClock, cid: str, obj: dict[str, Any], sender: Actor
+) -> None:
+    """A log row for ``obj`` that the connection's state does not know of: a group that
+    sends ``obj`` hits the unique (object_id, cid) constraint in its multi-row INSERT."""
+
+    async def plant() -> None:
+        async with svc.sessionmaker() as s, s.begin():
+            s.add(
+                LogEntry(
+                    cid=cid,
+                    object_id=obj["id"],
+                    type="message",
+                    sender_id=sender.party_id,
+                    object="{}",
+                    payload=None,
+                    received_at=clock(),
+                )
+            )
+
+    assert svc.batcher._task is not None
+    loop = svc.batcher._task.get_loop()  # the server's own loop (its engine's connections)
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(plant(), loop))
+
+
 async def test_one_batch_chains_sends_and_keeps_refusals_to_themselves(
     served: tuple[str, Services, FakeClock],
 ) -> None:
@@ -179,25 +204,7 @@ async def test_a_database_error_reruns_the_batch_one_send_at_a_time(
         to_ann = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="a")
         to_bob = shop.sign(M.MESSAGE, {"topic": "news"}, c_bob, payload="b")
 
-        # A log row for bob's message that the state does not know of: the group's
-        # multi-row INSERT hits the unique (object_id, cid) constraint.
-        async def plant() -> None:
-            async with svc.sessionmaker() as s, s.begin():
-                s.add(
-                    LogEntry(
-                        cid=c_bob,
-                        object_id=to_bob["id"],
-                        type="message",
-                        sender_id=shop.party_id,
-                        object="{}",
-                        payload=None,
-                        received_at=clock(),
-                    )
-                )
-
-        assert svc.batcher._task is not None
-        loop = svc.batcher._task.get_loop()
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(plant(), loop))
+        await plant_log_row(svc, clock, c_bob, to_bob, shop)
         out = await submit_all(
             svc, [request(svc, shop, c_ann, to_ann), request(svc, shop, c_bob, to_bob)]
         )
@@ -494,24 +501,7 @@ async def test_a_send_batch_notifies_each_recipient_once_from_its_write_statemen
             # hinted once, through the notifier's own statement.
             to_ann = shop.sign(M.MESSAGE, {"topic": "news"}, c_ann, payload="a")
             to_bob = shop.sign(M.MESSAGE, {"topic": "news"}, c_bob, payload="b")
-
-            async def plant() -> None:
-                async with svc.sessionmaker() as s, s.begin():
-                    s.add(
-                        LogEntry(
-                            cid=c_bob,
-                            object_id=to_bob["id"],
-                            type="message",
-                            sender_id=shop.party_id,
-                            object="{}",
-                            payload=None,
-                            received_at=clock(),
-                        )
-                    )
-
-            assert svc.batcher._task is not None
-            loop = svc.batcher._task.get_loop()
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(plant(), loop))
+            await plant_log_row(svc, clock, c_bob, to_bob, shop)
             redos = svc.batcher.redos
             out = await submit_all(
                 svc, [request(svc, shop, c_ann, to_ann), request(svc, shop, c_bob, to_bob)]
