@@ -183,6 +183,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 await lane.stop()
             await batcher.stop()
             await checkpointer.stop()
+            await app.state.services.parties.close()
             await engine.dispose()
             checkpointer.release()
 

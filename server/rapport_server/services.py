@@ -100,6 +100,14 @@ class PartyCache:
                 self.put(party_id, *entry)
         return entry
 
+    async def close(self) -> None:
+        """Stop the reads under way (at shutdown, before the engine goes)."""
+        reads = list(self._reads.values())
+        self._reads.clear()
+        for task in reads:
+            task.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
+
     def _done(self, party_id: str, task: asyncio.Task[tuple[str, str] | None]) -> None:
         if self._reads.get(party_id) is task:
             del self._reads[party_id]

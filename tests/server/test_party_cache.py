@@ -130,6 +130,28 @@ async def test_a_failed_read_fails_its_callers_and_a_failed_refresh_nobody() -> 
     assert cache.get("p1", max_age=30) == ("did:key:z1", "person")  # kept: still valid
 
 
+async def test_close_stops_the_reads_under_way() -> None:
+    clock = Clock()
+    cache = PartyCache(clock=clock)
+    cache.put("p1", "did:key:z1", "person")
+    clock.now += 20
+    read = Reads()  # never released
+    cache.refresh("p1", read)
+    waiting = asyncio.create_task(cache.load("p2", read))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert read.calls == 2
+    await cache.close()
+    with pytest.raises(asyncio.CancelledError):  # not TimeoutError: it was stopped
+        await asyncio.wait_for(waiting, 2)
+    assert cache.get("p1", max_age=30) == ("did:key:z1", "person")
+    cache.refresh("p1", read)  # a read after close starts afresh
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert read.calls == 3
+    await cache.close()
+
+
 async def test_a_send_with_an_aging_entry_is_accepted_and_refreshes_it(
     fresh_database_url: str,
 ) -> None:
