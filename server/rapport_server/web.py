@@ -111,14 +111,14 @@ async def subject_of(svc: Services, token: str | None, *, max_age: float | None 
             "send 'Authorization: Bearer <access token>'", headers={"WWW-Authenticate": "Bearer"}
         )
     party_id, did = svc.tokens.check(token, svc.clock())
-    read = party_read(svc, party_id)
     cached = svc.parties.get(party_id, max_age)
     if cached is None:
-        cached = await svc.parties.load(party_id, read)
+        cached = await svc.parties.load(party_id, party_read(svc, party_id))
         if cached is None:
             raise Unauthenticated("unknown party", code="invalid_token")
     elif max_age is not None and svc.parties.older_than(party_id, max_age / 2):
-        svc.parties.refresh(party_id, read)  # this request goes on with the entry it has
+        # This request goes on with the entry it has.
+        svc.parties.refresh(party_id, party_read(svc, party_id))
     if cached[0] != did:
         raise Unauthenticated("the key of this token was rotated or revoked", code="invalid_token")
     return Subject(party_id=party_id, did=did, kind=cached[1])
