@@ -154,10 +154,12 @@ def presign_run(
     run_http(pop, _refresh)
     path = ctx.workdir / f"{name}.tsv"
     per_link = _per_link(rate, ctx.plan.seconds + extra_seconds, len(pop.links))
+    began = time.monotonic()
     if batch:
-        presign_batches(pop, per_link, batch, path)
+        n = presign_batches(pop, per_link, batch, path)
     else:
-        presign(pop, per_link, path)
+        n = presign(pop, per_link, path)
+    ctx.log(f"presigned {n:,} messages for {name} in {time.monotonic() - began:.1f} s")
     return path
 
 

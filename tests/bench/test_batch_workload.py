@@ -1,13 +1,15 @@
-"""The batch-send figure's requests (bench/workload.py: presign_batches) are accepted by
-the server, and its answers carry the marks bench/send.lua counts messages by."""
+"""The send figures' requests (bench/workload.py: presign, presign_batches) are accepted by
+the server, also when signed over several processes, and the batch answers carry the marks
+bench/send.lua counts messages by."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import httpx
+from rapport_protocol import MessageType
 
-from bench.workload import populate, presign_batches
+from bench.workload import TOPIC, populate, presign, presign_batches
 from tests.helpers import FakeClock, live_server
 
 # What bench/send.lua counts in a 2xx answer of POST /v1/messages/batch.
@@ -24,7 +26,7 @@ async def test_presigned_batches_are_accepted_and_counted(
     ):
         pop = await populate(base, http, businesses=1, links=6)
         path = tmp_path / "batches.tsv"
-        assert presign_batches(pop, 2, 4, path) == 12
+        assert presign_batches(pop, 2, 4, path, workers=2) == 12
         lines = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
         assert [(chain, route) for chain, route, _, _ in lines] == [
             ("g0", "/v1/messages/batch"),
@@ -51,3 +53,34 @@ async def test_presigned_batches_are_accepted_and_counted(
         # and a refused message is a result that is not counted as accepted.
         _, _, auth, body = lines[-1]
         assert await post(auth, body) == (2, 0)
+
+
+async def test_presigned_sends_over_processes_continue_every_chain(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    async with (
+        live_server(fresh_database_url, FakeClock()) as base,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        pop = await populate(base, http, businesses=2, links=5)
+        path = tmp_path / "sends.tsv"
+        assert presign(pop, 3, path, workers=3) == 15
+        lines = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+        # Round by round, every link in its order, as one process writes them.
+        assert [chain for chain, _, _, _ in lines] == [link.cid for link in pop.links] * 3
+        for chain, route, auth, body in lines:
+            assert route == f"/v1/connections/{chain}/messages"
+            r = await http.post(
+                base + route,
+                content=body.encode(),
+                headers={"Authorization": auth, "Content-Type": "application/json"},
+            )
+            assert r.status_code == 201, r.text
+        # The senders took the heads the signing processes reached: the next message of
+        # each chain, signed here, follows on.
+        for link in pop.links:
+            obj = link.sender.sign(
+                MessageType.MESSAGE, {"topic": TOPIC}, link.cid, payload="one more"
+            )
+            r = await link.sender.post(f"/v1/connections/{link.cid}/messages", {"object": obj})
+            assert r.status_code == 201, r.text
