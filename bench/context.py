@@ -155,10 +155,7 @@ def presign_run(
     path = ctx.workdir / f"{name}.tsv"
     per_link = _per_link(rate, ctx.plan.seconds + extra_seconds, len(pop.links))
     began = time.monotonic()
-    if batch:
-        n = presign_batches(pop, per_link, batch, path)
-    else:
-        n = presign(pop, per_link, path)
+    n = presign_batches(pop, per_link, batch, path) if batch else presign(pop, per_link, path)
     ctx.log(f"presigned {n:,} messages for {name} in {time.monotonic() - began:.1f} s")
     return path
 

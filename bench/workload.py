@@ -170,34 +170,41 @@ def _write_signed(chains: list[_Chain], rounds: int, path: Path, workers: int) -
     contiguous runs: the first to this process, the others to forked children, each
     handing back its lines (through a file) and its senders' chain heads, which this
     process then takes (``Actor.rewind``) as if it had signed them itself."""
+    workers = max(1, min(workers, len(chains)))
     shares = [
         chains[i * len(chains) // workers : (i + 1) * len(chains) // workers]
-        for i in range(max(1, min(workers, len(chains))))
+        for i in range(workers)
     ]
     fork = multiprocessing.get_context("fork")
     children = []
-    for i, share in enumerate(shares[1:], 1):
-        receiver, sender = fork.Pipe(duplex=False)
-        part = path.with_name(f"{path.name}.{i}")
-        process = fork.Process(target=_sign_share, args=(share, rounds, part, sender))
-        process.start()
-        sender.close()
-        children.append((process, receiver, part, share))
-    parts = [_sign_rounds(shares[0], rounds)]
-    for process, receiver, part, share in children:
-        try:
-            heads = receiver.recv()
-        except EOFError:
-            heads = None
-        process.join()
-        if heads is None or process.exitcode != 0:
-            raise RuntimeError(f"a signing process failed (exit code {process.exitcode})")
-        for link, (seq, prev) in zip(
-            (link for chain in share for link in chain.links), heads, strict=True
-        ):
-            link.sender.rewind(link.cid, seq, prev)
-        parts.append(part.read_text(encoding="utf-8").splitlines(keepends=True))
-        part.unlink()
+    try:
+        for i, share in enumerate(shares[1:], 1):
+            receiver, sender = fork.Pipe(duplex=False)
+            part = path.with_name(f"{path.name}.{i}")
+            process = fork.Process(target=_sign_share, args=(share, rounds, part, sender))
+            process.start()
+            sender.close()
+            children.append((process, receiver, part, share))
+        parts = [_sign_rounds(shares[0], rounds)]
+        for process, receiver, part, share in children:
+            try:
+                heads = receiver.recv()
+            except EOFError:
+                heads = None
+            process.join()
+            if heads is None or process.exitcode != 0:
+                raise RuntimeError(f"a signing process failed (exit code {process.exitcode})")
+            for link, (seq, prev) in zip(
+                (link for chain in share for link in chain.links), heads, strict=True
+            ):
+                link.sender.rewind(link.cid, seq, prev)
+            parts.append(part.read_text(encoding="utf-8").splitlines(keepends=True))
+    finally:  # on a failure, no signing process or part file outlives this call
+        for process, _, part, _ in children:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+            part.unlink(missing_ok=True)
     with path.open("w", encoding="utf-8") as out:
         for k in range(rounds):
             for share, lines in zip(shares, parts, strict=True):

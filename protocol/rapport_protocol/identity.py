@@ -29,7 +29,7 @@ _PUBLIC_KEY_BYTES = 32
 @lru_cache(maxsize=4096)
 def _multibase(public_key: bytes) -> str:
     # Base58 is pure Python (~20 µs for a key here): a signer would otherwise pay it twice
-    # a signature, for ``from`` and ``proof.kid`` (~30% of signing a typical message).
+    # a signature, for ``from`` and ``proof.kid`` (a quarter of signing a typical message).
     return "z" + base58.b58encode(_ED25519_MULTICODEC + public_key).decode("ascii")
 
 

@@ -26,7 +26,7 @@ async def test_presigned_batches_are_accepted_and_counted(
     ):
         pop = await populate(base, http, businesses=1, links=6)
         path = tmp_path / "batches.tsv"
-        assert presign_batches(pop, 2, 4, path, workers=2) == 12
+        assert presign_batches(pop, 2, 4, path, workers=4) == 12  # 2 chains, 4 processes asked
         lines = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
         assert [(chain, route) for chain, route, _, _ in lines] == [
             ("g0", "/v1/messages/batch"),
