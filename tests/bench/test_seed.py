@@ -151,7 +151,9 @@ async def test_seeded_replies_fill_the_business_inbox_and_its_stream_goes_on(
             # The bench's names for the seeded cids are the seed's.
             seeded = seeded_cids(11, 4, n=4)
             inbox = (await business.get("/v1/messages", params={"limit": "50"})).json()
-            assert [m["cid"] for m in inbox["data"]] == seeded
+            # One reply from each clone. Their order is the order their log numbers were
+            # drawn in, which bulk_clone's concurrent sessions do not fix.
+            assert sorted(m["cid"] for m in inbox["data"]) == sorted(seeded)
             for clone_cid in seeded:
                 one = await business.get("/v1/messages", params={"cid": clone_cid})
                 assert one.status_code == 200, one.text
