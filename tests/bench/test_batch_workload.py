@@ -17,6 +17,22 @@ RESULT_MARK = '"replayed":'
 ACCEPTED_MARK = '{"status":201,"message":{'
 
 
+def _lines(path: Path) -> list[list[str]]:
+    """The request file's lines: chain, route, authorization, body."""
+    return [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+async def _send(
+    http: httpx.AsyncClient, base: str, route: str, auth: str, body: str
+) -> httpx.Response:
+    """One line of the request file, sent as the load tool sends it."""
+    return await http.post(
+        base + route,
+        content=body.encode(),
+        headers={"Authorization": auth, "Content-Type": "application/json"},
+    )
+
+
 async def test_presigned_batches_are_accepted_and_counted(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
@@ -27,18 +43,14 @@ async def test_presigned_batches_are_accepted_and_counted(
         pop = await populate(base, http, businesses=1, links=6)
         path = tmp_path / "batches.tsv"
         assert presign_batches(pop, 2, 4, path, workers=4) == 12  # 2 chains, 4 processes asked
-        lines = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = _lines(path)
         assert [(chain, route) for chain, route, _, _ in lines] == [
             ("g0", "/v1/messages/batch"),
             ("g1", "/v1/messages/batch"),
         ] * 2  # 2 rounds of the groups of 4 and 2 links
 
         async def post(auth: str, body: str) -> tuple[int, int]:
-            r = await http.post(
-                base + "/v1/messages/batch",
-                content=body.encode(),
-                headers={"Authorization": auth, "Content-Type": "application/json"},
-            )
+            r = await _send(http, base, "/v1/messages/batch", auth, body)
             assert r.status_code == 200, r.text
             assert r.text.startswith('{"results":[')
             return r.text.count(RESULT_MARK), r.text.count(ACCEPTED_MARK)
@@ -65,16 +77,12 @@ async def test_presigned_sends_over_processes_continue_every_chain(
         pop = await populate(base, http, businesses=2, links=5)
         path = tmp_path / "sends.tsv"
         assert presign(pop, 3, path, workers=3) == 15
-        lines = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = _lines(path)
         # Round by round, every link in its order, as one process writes them.
         assert [chain for chain, _, _, _ in lines] == [link.cid for link in pop.links] * 3
         for chain, route, auth, body in lines:
             assert route == f"/v1/connections/{chain}/messages"
-            r = await http.post(
-                base + route,
-                content=body.encode(),
-                headers={"Authorization": auth, "Content-Type": "application/json"},
-            )
+            r = await _send(http, base, route, auth, body)
             assert r.status_code == 201, r.text
         # The senders took the heads the signing processes reached: the next message of
         # each chain, signed here, follows on.
