@@ -4,17 +4,28 @@ bench/send.lua counts messages by."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 from rapport_protocol import MessageType
 
-from bench.workload import TOPIC, populate, presign, presign_batches
+from bench.workload import TOPIC, Population, populate, presign, presign_batches
 from tests.helpers import FakeClock, live_server
 
 # What bench/send.lua counts in a 2xx answer of POST /v1/messages/batch.
 RESULT_MARK = '"replayed":'
 ACCEPTED_MARK = '{"status":201,"message":{'
+
+
+@asynccontextmanager
+async def _populated(
+    url: str, businesses: int, links: int
+) -> AsyncIterator[tuple[str, httpx.AsyncClient, Population]]:
+    """A live server on ``url`` with the send workload's parties and connections."""
+    async with live_server(url, FakeClock()) as base, httpx.AsyncClient(timeout=30) as http:
+        yield base, http, await populate(base, http, businesses=businesses, links=links)
 
 
 def _lines(path: Path) -> list[list[str]]:
@@ -36,11 +47,7 @@ async def _send(
 async def test_presigned_batches_are_accepted_and_counted(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
-    async with (
-        live_server(fresh_database_url, FakeClock()) as base,
-        httpx.AsyncClient(timeout=30) as http,
-    ):
-        pop = await populate(base, http, businesses=1, links=6)
+    async with _populated(fresh_database_url, businesses=1, links=6) as (base, http, pop):
         path = tmp_path / "batches.tsv"
         assert presign_batches(pop, 2, 4, path, workers=4) == 12  # 2 chains, 4 processes asked
         lines = _lines(path)
@@ -70,11 +77,7 @@ async def test_presigned_batches_are_accepted_and_counted(
 async def test_presigned_sends_over_processes_continue_every_chain(
     fresh_database_url: str, tmp_path: Path
 ) -> None:
-    async with (
-        live_server(fresh_database_url, FakeClock()) as base,
-        httpx.AsyncClient(timeout=30) as http,
-    ):
-        pop = await populate(base, http, businesses=2, links=5)
+    async with _populated(fresh_database_url, businesses=2, links=5) as (base, http, pop):
         path = tmp_path / "sends.tsv"
         assert presign(pop, 3, path, workers=3) == 15
         lines = _lines(path)
